@@ -1,0 +1,34 @@
+"""The FastAPI application: routers, middleware and error mapping. No state lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+
+from sfumato import __version__
+from sfumato.api import errors
+from sfumato.api.middleware import RequestIdMiddleware
+from sfumato.api.routes import account, files, models, tasks
+
+DESCRIPTION = """One HTTP API over many image models. Create a task (model id, prompt, params),
+get `queued` and a credit reservation back at once, poll until it `succeeded` or `failed`."""
+
+
+def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
+    app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (models, tasks, files, account):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    return app
+
+
+__all__ = ["build_api"]

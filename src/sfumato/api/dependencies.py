@@ -1,0 +1,72 @@
+"""FastAPI dependencies: the ``Deps`` object, the authenticated principal, the rate limit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from sfumato.accounts import keys
+from sfumato.accounts.service import authenticate
+from sfumato.deps import Deps
+from sfumato.errors import RateLimited, Unauthorized
+
+
+def get_deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+DepsDep = Annotated[Deps, Depends(get_deps)]
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk-sf_…`")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account_id: str
+    key_hash: str
+
+
+async def principal(
+    deps: DepsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("Send your API key as `Authorization: Bearer sk-…`.")
+    secret = credentials.credentials
+    async with deps.db.read() as session:
+        account_id = await authenticate(session, secret)
+    if account_id is None:
+        raise Unauthorized("The API key is not valid or has been revoked.")
+    return Principal(account_id, keys.hash_key(secret))
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+class CreateRateLimit:
+    """Per-key limit on task creation, in process memory (one API process)."""
+
+    def __init__(self, spec: str):
+        self.item: RateLimitItem = parse(spec)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def check(self, key: str) -> None:
+        if await self.limiter.hit(self.item, "create-task", key):
+            return
+        stats = await self.limiter.get_window_stats(self.item, "create-task", key)
+        raise RateLimited(int(stats.reset_time - time.time()) + 1)
+
+
+async def create_rate_limit(request: Request, who: PrincipalDep) -> Principal:
+    limiter: CreateRateLimit = request.app.state.create_rate_limit
+    await limiter.check(who.key_hash)
+    return who
+
+
+RateLimitedPrincipal = Annotated[Principal, Depends(create_rate_limit)]

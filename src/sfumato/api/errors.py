@@ -1,0 +1,79 @@
+"""Maps every error to the envelope ``{"error": {code, message, details}, "request_id"}`` once."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+
+from sfumato.errors import FieldError, ServiceUnavailable, SfumatoError
+
+log = logging.getLogger("sfumato.api")
+
+_HTTP_CODES = {
+    401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def envelope(
+    request: Request, status: int, code: str, message: str,
+    details: list[FieldError] | None = None, headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "details": [d.as_dict() for d in details or []]},
+        "request_id": request_id_of(request),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+async def _sfumato_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SfumatoError)
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    if isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": "1"}
+    return envelope(request, exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [FieldError(_loc(tuple(e.get("loc", ()))), str(e.get("msg", "invalid"))) for e in exc.errors()]
+    return envelope(request, 422, "validation_failed", "The request is not valid.", details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return envelope(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return await _sfumato_error(request, ServiceUnavailable())
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return envelope(request, 500, "internal_error", "Internal error; it has been logged.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(SfumatoError, _sfumato_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(PoolTimeout, _database_down)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,31 @@
+"""``/api/v1/models``: the catalog, machine-readable. Public: the model pages are public too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from sfumato.api.dependencies import DepsDep
+from sfumato.api.schemas import ErrorEnvelope
+from sfumato.catalog.spec import ModelSpec
+from sfumato.errors import NotFound
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+
+
+def model_view(spec: ModelSpec) -> dict[str, Any]:
+    return {"object": "model", **spec.model_dump(mode="json", exclude_none=True)}
+
+
+@router.get("", summary="List models")
+async def list_models(deps: DepsDep) -> dict[str, Any]:
+    return {"data": [model_view(spec) for spec in deps.catalog]}
+
+
+@router.get("/{model_id}", summary="Get a model", responses={404: {"model": ErrorEnvelope}})
+async def get_model(model_id: str, deps: DepsDep) -> dict[str, Any]:
+    spec = deps.catalog.get(model_id)
+    if spec is None:
+        raise NotFound(f"No model {model_id[:100]!r}; known: {', '.join(deps.catalog.ids)}.")
+    return model_view(spec)

@@ -1,0 +1,118 @@
+"""``/api/v1/tasks``: create, get, list, cancel. Each route parses, calls one service, answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
+from sfumato.api.schemas import ErrorEnvelope, TaskCreate, TaskOut, TaskPage, TaskView
+from sfumato.catalog import validate_task_request
+from sfumato.deps import Deps
+from sfumato.errors import FieldError, SfumatoError, ValidationFailed
+from sfumato.tasks import service
+from sfumato.tasks.status import Status
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+MAX_BODY_BYTES = 1024 * 1024
+_errors = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
+
+
+class PayloadTooLarge(SfumatoError):
+    code = "payload_too_large"
+    status = 413
+    default_message = f"The request body is over {MAX_BODY_BYTES} bytes."
+
+
+async def _json_body(request: Request) -> Any:
+    """Read at most ``MAX_BODY_BYTES``; a larger body is refused before it is read whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed("The body is not valid JSON.", [FieldError("body", str(exc)[:200])]) from exc
+
+
+def view(deps: Deps, request: Request) -> TaskView:
+    base = deps.settings.public_url or str(request.base_url)
+    return TaskView(deps.signer, base, timedelta(seconds=deps.settings.media_url_ttl_seconds), deps.clock.now())
+
+
+@router.post(
+    "",
+    summary="Create a task",
+    status_code=202,
+    response_model=TaskOut,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": TaskCreate.model_json_schema()}}}},
+    responses={
+        200: {"model": TaskOut, "description": "Replay: the task an earlier request with this client_request_id made."},
+        402: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope},
+        429: {"model": ErrorEnvelope}, **_errors,
+    },
+)
+async def create_task(request: Request, response: Response, deps: DepsDep, who: RateLimitedPrincipal) -> dict[str, Any]:
+    body = await _json_body(request)
+    task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
+    async with deps.db.write() as session:
+        outcome = await service.create_task(
+            session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window
+        )
+    if outcome.created:
+        deps.signals.task_queued()
+    else:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return view(deps, request).task(outcome.task)
+
+
+@router.get("", summary="List tasks", response_model=TaskPage, responses=_errors)
+async def list_tasks(
+    request: Request, deps: DepsDep, who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    status: Status | None = None,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    async with deps.db.read() as session:
+        tasks, next_cursor = await service.list_tasks(
+            session, who.account_id, limit=limit, cursor=cursor, status=status, model=model
+        )
+    shape = view(deps, request)
+    return {"data": [shape.task(t) for t in tasks], "next_cursor": next_cursor, "has_more": next_cursor is not None}
+
+
+@router.get("/{task_id}", summary="Get a task", response_model=TaskOut, responses=_errors)
+async def get_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+    async with deps.db.read() as session:
+        task = await service.get_task(session, who.account_id, task_id)
+    return view(deps, request).task(task)
+
+
+@router.post(
+    "/{task_id}/cancel", summary="Cancel a task", response_model=TaskOut,
+    responses={409: {"model": ErrorEnvelope}, **_errors},
+)
+async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+    async with deps.db.read() as session:
+        model = (await service.get_task(session, who.account_id, task_id)).model
+    cancelable = deps.providers.for_model(model).supports_cancel
+    async with deps.db.write() as session:
+        task = await service.cancel_task(
+            session, who.account_id, task_id, deps.clock.now(), running_cancelable=cancelable
+        )
+    if task.status == Status.RUNNING:
+        deps.signals.cancel_requested(task.id)
+    return view(deps, request).task(task)

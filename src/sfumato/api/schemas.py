@@ -1,0 +1,126 @@
+"""Response and request shapes, for the OpenAPI document and for turning rows into JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sfumato.clock import iso_ms
+from sfumato.db.models import Task
+from sfumato.files.urls import MediaSigner
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["validation_failed"])
+    message: str
+    details: list[FieldErrorOut] = []
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+    request_id: str
+
+
+class ReferenceItemIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    url: str
+    kind: Literal["image", "video", "audio"]
+    name: str | None = None
+    mimeType: str  # noqa: N815 - the contract's spelling
+    durationToken: str | None = None  # noqa: N815
+
+
+class TaskCreate(BaseModel):
+    """Documentation of the create body; the catalog validator does the checking (all fields at once)."""
+
+    model: str = Field(examples=["gpt-image-1-5"])
+    prompt: str = Field(examples=["A clean editorial product image on a soft studio background"])
+    params: dict[str, Any] | None = Field(
+        default=None, examples=[{"quality": "medium", "aspect_ratio": "1:1"}],
+        description="Model-specific keys (see GET /api/v1/models/{id}); plus referenceMediaItems "
+        "where the model accepts files.",
+    )
+    client_request_id: str | None = Field(
+        default=None, max_length=255,
+        description="Your id for this request; also the idempotency key (same id and body: same task).",
+    )
+
+
+class MediaOut(BaseModel):
+    url: str
+    kind: str
+    name: str
+    mimeType: str  # noqa: N815
+    width: int | None = None
+    height: int | None = None
+    bytes: int
+
+
+class ResultOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    media: list[MediaOut]
+    provider: str
+    sandbox: bool
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class TaskOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    model: str
+    reserved_credits: int
+    final_credits: int
+    created_at: str = Field(examples=["2026-05-11T00:00:00.000Z"])
+    updated_at: str = Field(examples=["2026-05-11T00:00:00.000Z"])
+    result: ResultOut | None
+    error: TaskError | None
+
+
+class TaskPage(BaseModel):
+    data: list[TaskOut]
+    next_cursor: str | None
+    has_more: bool
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+    balance: int
+
+
+class TaskView:
+    """Turns task rows into the spec's task object, signing media URLs at read time."""
+
+    def __init__(self, signer: MediaSigner, base_url: str, ttl: timedelta, now: datetime):
+        self.signer = signer
+        self.base_url = base_url
+        self.ttl = ttl
+        self.now = now
+
+    def _media(self, account_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        expires = self.now + self.ttl
+        url = self.signer.url(self.base_url, entry["file_id"], account_id, expires)
+        return {"url": url, **{k: v for k, v in entry.items() if k != "file_id"}}
+
+    def task(self, task: Task) -> dict[str, Any]:
+        result = None
+        if task.result is not None:
+            result = dict(task.result)
+            result["media"] = [self._media(task.account_id, m) for m in task.result.get("media", [])]
+        return {
+            "id": task.id, "status": task.status, "model": task.model,
+            "reserved_credits": task.reserved_credits, "final_credits": task.final_credits,
+            "created_at": iso_ms(task.created_at), "updated_at": iso_ms(task.updated_at),
+            "result": result, "error": task.error,
+        }

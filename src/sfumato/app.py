@@ -1,0 +1,92 @@
+"""The composition root: builds every dependency once and wires the API and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from sfumato.api.app import build_api
+from sfumato.api.dependencies import CreateRateLimit
+from sfumato.catalog import load_catalog
+from sfumato.clock import Clock, SystemClock
+from sfumato.db import migrate
+from sfumato.db.database import Database
+from sfumato.deps import Deps
+from sfumato.files.urls import MediaSigner
+from sfumato.providers.registry import ProviderRegistry
+from sfumato.providers.sandbox import SandboxProvider, parse_latency
+from sfumato.settings import Settings
+from sfumato.storage import LocalStorage
+from sfumato.worker.loop import Worker
+from sfumato.worker.signal import Signals
+
+log = logging.getLogger("sfumato")
+
+
+def secret_key(settings: Settings) -> bytes:
+    """``SFUMATO_SECRET_KEY``, or a key generated once and kept (mode 0600) in the data dir."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path: Path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sandbox = SandboxProvider(parse_latency(settings.sandbox_latency_ms), settings.sandbox_failure_rate)
+    return Deps(
+        settings=settings,
+        db=Database(settings.resolved_database_url),
+        catalog=load_catalog(settings.catalog_dir),
+        storage=LocalStorage(settings.storage_dir),
+        signer=MediaSigner(secret_key(settings)),
+        providers=ProviderRegistry(sandbox),
+        clock=clock or SystemClock(),
+        signals=Signals(),
+    )
+
+
+@asynccontextmanager
+async def running_worker(deps: Deps) -> AsyncIterator[Worker]:
+    """Run a worker in this event loop for the duration of the block."""
+    stop = asyncio.Event()
+    worker = Worker(deps)
+    task = asyncio.create_task(worker.run(stop), name="sfumato-worker")
+    try:
+        yield worker
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(settings: Settings | None = None, *, deps: Deps | None = None) -> FastAPI:
+    """The ASGI app. With ``run_worker`` (the default) the worker runs in the same process."""
+    deps = deps or build_deps(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate.upgrade(deps.db)
+        async with contextlib.AsyncExitStack() as stack:
+            if deps.settings.run_worker:
+                await stack.enter_async_context(running_worker(deps))
+            yield
+        await deps.db.dispose()
+
+    app = build_api(lifespan)
+    app.state.deps = deps
+    app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create)
+    return app

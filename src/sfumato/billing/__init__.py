@@ -1,0 +1,1 @@
+"""Credits: reserve on create, settle on success, release on failure or cancel."""

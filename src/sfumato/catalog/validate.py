@@ -1,0 +1,233 @@
+"""Checks a create-task body against the catalog, collecting every bad field at once.
+
+Pure: no I/O. Whether a reference URL points at one of the account's files is checked later,
+by the tasks service, because that needs the database.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfumato.catalog.loader import Catalog
+from sfumato.catalog.spec import ModelSpec, ParamSpec, ReferenceRules
+from sfumato.errors import FieldError, ValidationFailed
+
+TOP_LEVEL_KEYS = ("model", "prompt", "params", "client_request_id")
+REFERENCES_KEY = "referenceMediaItems"
+REFERENCE_ITEM_KEYS = ("url", "kind", "name", "mimeType", "durationToken", "width", "height", "bytes")
+CLIENT_REQUEST_ID_MAX = 255
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceItem:
+    url: str
+    kind: str
+    mime_type: str
+    name: str | None = None
+    duration_token: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        item = {"url": self.url, "kind": self.kind, "mimeType": self.mime_type}
+        if self.name is not None:
+            item["name"] = self.name
+        if self.duration_token is not None:
+            item["durationToken"] = self.duration_token
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """A create-task request that passed the catalog: defaults applied, values canonical."""
+
+    model: ModelSpec
+    prompt: str
+    params: dict[str, str]
+    references: tuple[ReferenceItem, ...] = ()
+    client_request_id: str | None = None
+
+    @property
+    def price(self) -> int:
+        return self.model.price(self.params)
+
+    def stored_params(self) -> dict[str, Any]:
+        """The normalized params as kept with the task (references included)."""
+        stored: dict[str, Any] = dict(self.params)
+        if self.references:
+            stored[REFERENCES_KEY] = [ref.as_dict() for ref in self.references]
+        return stored
+
+
+@dataclass
+class _Errors:
+    items: list[FieldError] = field(default_factory=list)
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(FieldError(path, message))
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+
+
+def _check_prompt(raw: Any, limit: int, errors: _Errors) -> str:
+    if raw is None:
+        errors.add("prompt", "The prompt is required.")
+        return ""
+    if not isinstance(raw, str):
+        errors.add("prompt", "The prompt must be a string.")
+        return ""
+    if not raw.strip():
+        errors.add("prompt", "The prompt must not be empty.")
+    elif len(raw) > limit:
+        errors.add("prompt", f"The prompt has {len(raw)} characters; this model allows {limit}.")
+    return raw
+
+
+def _check_client_request_id(raw: Any, errors: _Errors) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        errors.add("client_request_id", "client_request_id must be a non-empty string.")
+        return None
+    if len(raw) > CLIENT_REQUEST_ID_MAX:
+        errors.add("client_request_id", f"client_request_id is limited to {CLIENT_REQUEST_ID_MAX} characters.")
+        return None
+    if _has_control_chars(raw):
+        errors.add("client_request_id", "client_request_id must not contain control characters.")
+        return None
+    return raw
+
+
+def _check_value(spec: ParamSpec, value: Any, path: str, errors: _Errors) -> str | None:
+    """Returns the canonical value, ``None`` for "not given" (empty text), or records an error."""
+    if not isinstance(value, str):
+        hint = f' (send it as the string "{str(value).lower()}")' if isinstance(value, bool) else ""
+        errors.add(path, f"{spec.key} must be a string{hint}.")
+        return None
+    if spec.type == "select":
+        if value not in (spec.options or ()):
+            errors.add(path, f"{value!r} is not one of: {', '.join(spec.options or ())}.")
+            return None
+        return value
+    if value == "":
+        return None
+    if spec.max_length is not None and len(value) > spec.max_length:
+        errors.add(path, f"{spec.key} is limited to {spec.max_length} characters.")
+        return None
+    if spec.integer is not None:
+        if not _INTEGER.fullmatch(value.strip()):
+            errors.add(path, f"{spec.key} must be a base-10 integer, or empty for a random result.")
+            return None
+        number = int(value.strip())
+        if not spec.integer.min <= number <= spec.integer.max:
+            errors.add(path, f"{spec.key} must be between {spec.integer.min} and {spec.integer.max}.")
+            return None
+        return str(number)
+    return value
+
+
+def _check_reference_item(rules: ReferenceRules, raw: Any, path: str, errors: _Errors) -> ReferenceItem | None:
+    if not isinstance(raw, dict):
+        errors.add(path, "Each reference item must be an object with url, kind, name and mimeType.")
+        return None
+    ok = True
+    for key in raw:
+        if key not in REFERENCE_ITEM_KEYS:
+            errors.add(f"{path}.{key}", f"Unknown reference field; allowed: {', '.join(REFERENCE_ITEM_KEYS)}.")
+            ok = False
+    strings = {}
+    for key in ("url", "kind", "mimeType", "name", "durationToken"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            errors.add(f"{path}.{key}", f"{key} must be a string.")
+            ok = False
+        strings[key] = value if isinstance(value, str) else None
+    for key in ("url", "kind", "mimeType"):
+        if raw.get(key) is None or raw.get(key) == "":
+            errors.add(f"{path}.{key}", f"{key} is required.")
+            ok = False
+    kind, mime = strings["kind"], strings["mimeType"]
+    if kind and kind not in rules.kinds:
+        errors.add(f"{path}.kind", f"This model accepts reference kinds: {', '.join(rules.kinds)}.")
+        ok = False
+    limit = rules.limit_for(kind) if kind else None
+    if limit is not None and mime and mime not in limit.mime_types:
+        errors.add(f"{path}.mimeType", f"A {kind} reference must be one of: {', '.join(limit.mime_types)}.")
+        ok = False
+    if not ok or not (strings["url"] and kind and mime):
+        return None
+    return ReferenceItem(strings["url"], kind, mime, strings["name"], strings["durationToken"])
+
+
+def _check_references(model: ModelSpec, raw: Any, errors: _Errors) -> tuple[ReferenceItem, ...]:
+    path = f"params.{REFERENCES_KEY}"
+    rules = model.references
+    if rules is None:
+        errors.add(path, f"{model.id} takes no reference files.")
+        return ()
+    if not isinstance(raw, list):
+        errors.add(path, f"{REFERENCES_KEY} must be an array.")
+        return ()
+    if len(raw) > rules.max_files:
+        errors.add(path, f"{model.id} takes at most {rules.max_files} reference file(s); got {len(raw)}.")
+        return ()
+    items = [_check_reference_item(rules, item, f"{path}[{i}]", errors) for i, item in enumerate(raw)]
+    return tuple(item for item in items if item is not None)
+
+
+def _check_params(
+    model: ModelSpec, raw: Any, errors: _Errors
+) -> tuple[dict[str, str], tuple[ReferenceItem, ...]]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.add("params", "params must be an object.")
+        return {}, ()
+    allowed = [p.key for p in model.params] + ([REFERENCES_KEY] if model.references else [])
+    for key in raw:
+        if key != REFERENCES_KEY and model.param(key) is None:
+            listing = ", ".join(allowed) if allowed else "none"
+            errors.add(f"params.{key}", f"Unknown parameter for {model.id}; allowed: {listing}.")
+    references = _check_references(model, raw[REFERENCES_KEY], errors) if REFERENCES_KEY in raw else ()
+    params: dict[str, str] = {}
+    for spec in model.params:
+        value = _check_value(spec, raw[spec.key], f"params.{spec.key}", errors) if spec.key in raw else None
+        if value is None and (spec.key not in raw or raw[spec.key] == ""):
+            value = spec.default
+        if value is not None:
+            params[spec.key] = value
+        elif spec.required and spec.key not in raw:
+            errors.add(f"params.{spec.key}", f"{spec.key} is required.")
+    return params, references
+
+
+def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int) -> TaskRequest:
+    """Return the normalized request, or raise ``ValidationFailed`` naming every bad field."""
+    errors = _Errors()
+    if not isinstance(body, dict):
+        raise ValidationFailed("The request body must be a JSON object.", [FieldError("body", "Expected an object.")])
+    for key in body:
+        if key not in TOP_LEVEL_KEYS:
+            errors.add(key, f"Unknown field; allowed: {', '.join(TOP_LEVEL_KEYS)}.")
+    model_id = body.get("model")
+    model = catalog.get(model_id) if isinstance(model_id, str) else None
+    if model_id is None:
+        errors.add("model", "The model is required.")
+    elif model is None:
+        errors.add("model", f"Unknown model {str(model_id)[:100]!r}; known: {', '.join(catalog.ids)}.")
+    limit = (model.prompt_max_chars if model else None) or max_prompt_chars
+    prompt = _check_prompt(body.get("prompt"), limit, errors)
+    client_request_id = _check_client_request_id(body.get("client_request_id"), errors)
+    params: dict[str, str] = {}
+    references: tuple[ReferenceItem, ...] = ()
+    if model is not None:
+        params, references = _check_params(model, body.get("params"), errors)
+    elif body.get("params") is not None and not isinstance(body.get("params"), dict):
+        errors.add("params", "params must be an object.")
+    if errors.items or model is None:
+        raise ValidationFailed(details=errors.items)
+    return TaskRequest(model, prompt, params, references, client_request_id)

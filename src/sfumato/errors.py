@@ -1,0 +1,83 @@
+"""The one error hierarchy. Services raise these; ``api/errors.py`` maps them to HTTP once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class SfumatoError(Exception):
+    code: str = "internal_error"
+    status: int = 500
+    default_message: str = "Internal error."
+
+    def __init__(self, message: str | None = None, details: list[FieldError] | None = None):
+        self.message = message or self.default_message
+        self.details = details or []
+        super().__init__(self.message)
+
+
+class ValidationFailed(SfumatoError):
+    code = "validation_failed"
+    status = 422
+    default_message = "The request is not valid."
+
+
+class InsufficientCredits(SfumatoError):
+    code = "insufficient_credits"
+    status = 402
+    default_message = "The account's balance cannot cover this task."
+
+
+class IdempotencyConflict(SfumatoError):
+    code = "idempotency_conflict"
+    status = 409
+    default_message = "This client_request_id was already used with a different request."
+
+
+class RateLimited(SfumatoError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many requests."
+
+    def __init__(self, retry_after: int, message: str | None = None):
+        self.retry_after = max(1, retry_after)
+        super().__init__(message or f"Too many requests; retry after {self.retry_after} s.")
+
+
+class NotFound(SfumatoError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class Unauthorized(SfumatoError):
+    code = "unauthorized"
+    status = 401
+    default_message = "Missing or invalid API key."
+
+
+class TaskNotCancelable(SfumatoError):
+    code = "task_not_cancelable"
+    status = 409
+    default_message = "The task cannot be canceled in its current state."
+
+
+class LinkExpired(SfumatoError):
+    code = "link_expired"
+    status = 403
+    default_message = "The link is invalid or has expired."
+
+
+class ServiceUnavailable(SfumatoError):
+    code = "service_unavailable"
+    status = 503
+    default_message = "The service is temporarily unavailable; retry shortly."

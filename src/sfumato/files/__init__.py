@@ -1,0 +1,1 @@
+"""Files this server issued: signed media URLs, outputs, and references to them."""

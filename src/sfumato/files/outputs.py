@@ -1,0 +1,45 @@
+"""Keeping a task's output images: bytes to storage first, rows in the finishing transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sfumato import ids
+from sfumato.db.models import StoredFile
+from sfumato.providers.base import OutputImage
+from sfumato.storage import Storage
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+async def write_outputs(
+    storage: Storage,
+    account_id: str,
+    task_id: str,
+    images: list[OutputImage],
+    now: datetime,
+    retention: timedelta,
+) -> list[StoredFile]:
+    """Write each image atomically and return its (not yet added) file row."""
+    files = []
+    for index, image in enumerate(images):
+        file_id = ids.file_id()
+        ext = EXTENSIONS.get(image.mime_type, "bin")
+        key = f"outputs/{account_id}/{file_id}.{ext}"
+        await storage.put(key, image.data)
+        files.append(StoredFile(
+            id=file_id, account_id=account_id, task_id=task_id, purpose="output", kind="image",
+            name=f"{task_id}-{index}.{ext}", mime_type=image.mime_type, bytes=len(image.data),
+            width=image.width, height=image.height, storage_key=key,
+            created_at=now, expires_at=now + retention,
+        ))
+    return files
+
+
+def media_entry(stored: StoredFile) -> dict[str, Any]:
+    """How an output is kept in ``task.result``; the URL is signed when the task is read."""
+    return {
+        "file_id": stored.id, "kind": stored.kind, "name": stored.name, "mimeType": stored.mime_type,
+        "width": stored.width, "height": stored.height, "bytes": stored.bytes,
+    }

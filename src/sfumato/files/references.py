@@ -1,0 +1,55 @@
+"""Turns ``referenceMediaItems`` into files the account owns. No URL is ever fetched."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sfumato.catalog.validate import REFERENCES_KEY, ReferenceItem
+from sfumato.db.models import StoredFile
+from sfumato.errors import FieldError, ValidationFailed
+from sfumato.files.urls import file_id_from_url
+
+NOT_OURS = "url must be a file URL issued by this server to this account (upload it through /api/v1/files)."
+
+
+async def resolve(
+    session: AsyncSession, account_id: str, items: tuple[ReferenceItem, ...], now: datetime
+) -> list[StoredFile]:
+    """The account's live file for each item, in order, or ``ValidationFailed`` naming each bad one.
+
+    Another account's file is reported exactly like a file that does not exist.
+    """
+    if not items:
+        return []
+    wanted = [file_id_from_url(item.url) for item in items]
+    found = {
+        f.id: f
+        for f in await session.scalars(
+            select(StoredFile).where(
+                StoredFile.id.in_([w for w in wanted if w]),
+                StoredFile.account_id == account_id,
+                StoredFile.deleted_at.is_(None),
+            )
+        )
+    }
+    errors: list[FieldError] = []
+    files: list[StoredFile] = []
+    for index, (item, file_id) in enumerate(zip(items, wanted, strict=True)):
+        path = f"params.{REFERENCES_KEY}[{index}]"
+        stored = found.get(file_id) if file_id else None
+        if stored is None:
+            errors.append(FieldError(f"{path}.url", NOT_OURS))
+        elif stored.expires_at is not None and stored.expires_at <= now:
+            errors.append(FieldError(f"{path}.url", "This file has expired; upload it again."))
+        elif stored.kind != item.kind:
+            errors.append(FieldError(f"{path}.kind", f"The file is of kind {stored.kind!r}."))
+        elif stored.mime_type != item.mime_type:
+            errors.append(FieldError(f"{path}.mimeType", f"The file's type is {stored.mime_type!r}."))
+        else:
+            files.append(stored)
+    if errors:
+        raise ValidationFailed(details=errors)
+    return files

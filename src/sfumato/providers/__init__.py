@@ -1,0 +1,1 @@
+"""Upstream adapters behind one small interface (``base.Provider``), plus the sandbox."""

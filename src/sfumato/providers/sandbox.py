@@ -1,0 +1,90 @@
+"""The sandbox provider: the offline default, for demos and tests. Labelled as such in results.
+
+It draws real image files that honour the params: the pixel size the real upstream returns for
+the chosen aspect ratio or preset (from the catalog's ``output`` table), the output format, and
+the seed (same seed, prompt and params: the same bytes). Reference images are composed into the
+output, so reference mode is visible end to end. Latency and failures are configurable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import random
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from sfumato.providers.base import Job, OutputImage, Outputs, ProviderError
+
+MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def parse_latency(spec: str) -> tuple[int, int]:
+    """``"500"`` or ``"200-800"`` milliseconds."""
+    low, _, high = spec.partition("-")
+    lo, hi = int(low), int(high or low)
+    if lo < 0 or hi < lo:
+        raise ValueError(f"bad sandbox latency {spec!r}")
+    return lo, hi
+
+
+def _seed_digest(job: Job) -> bytes:
+    if job.params.get("seed"):
+        material = json.dumps([job.model.id, job.prompt, job.params], sort_keys=True)
+    else:
+        material = f"{job.task_id}:{random.random()}"
+    return hashlib.sha256(material.encode()).digest()
+
+
+def _color(rng: random.Random) -> tuple[int, int, int]:
+    return (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+
+
+def render(job: Job, references: list[bytes]) -> OutputImage:
+    width, height = job.model.output.size_for(job.params)
+    fmt = job.model.output.format_for(job.params)
+    rng = random.Random(_seed_digest(job))
+    gradient = Image.linear_gradient("L").rotate(rng.choice((0, 90, 180, 270)))
+    mask = gradient.resize((width, height))
+    image = Image.composite(Image.new("RGB", (width, height), _color(rng)),
+                            Image.new("RGB", (width, height), _color(rng)), mask)
+    draw = ImageDraw.Draw(image, "RGBA")
+    for _ in range(rng.randint(4, 9)):
+        x, y = rng.randrange(width), rng.randrange(height)
+        r = rng.randint(min(width, height) // 12, min(width, height) // 4)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(*_color(rng), 150))
+    for index, data in enumerate(references[:4]):
+        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG", "WEBP"]) as ref:
+            side = min(width, height) // 3
+            thumb = ImageOps.contain(ref.convert("RGB"), (side, side))
+            image.paste(thumb, (16 + index * (side // 4), 16 + index * (side // 4)))
+    font = ImageFont.load_default(size=max(14, min(width, height) // 32))
+    label = f"SANDBOX  {job.model.id}  {width}x{height}  {fmt}"
+    draw.rectangle((0, height - 3 * font.size, width, height), fill=(0, 0, 0, 140))
+    draw.text((12, height - 2.6 * font.size), label, font=font, fill="white")
+    draw.text((12, height - 1.4 * font.size), job.prompt[:120], font=font, fill=(230, 230, 230))
+    buffer = io.BytesIO()
+    options = {"compress_level": 1} if fmt == "png" else {"quality": 90}
+    image.save(buffer, PIL_FORMAT[fmt], **options)
+    return OutputImage(buffer.getvalue(), MIME[fmt], width, height)
+
+
+class SandboxProvider:
+    name = "sandbox"
+    supports_cancel = True
+
+    def __init__(self, latency_ms: tuple[int, int] = (300, 900), failure_rate: float = 0.0):
+        self.latency_ms = latency_ms
+        self.failure_rate = failure_rate
+        self._rng = random.Random()
+
+    async def run(self, job: Job) -> Outputs:
+        await asyncio.sleep(self._rng.uniform(*self.latency_ms) / 1000)
+        if self._rng.random() < self.failure_rate:
+            raise ProviderError("sandbox_failure", "Simulated failure (SFUMATO_SANDBOX_FAILURE_RATE).")
+        references = [await ref.load() for ref in job.references if ref.kind == "image"]
+        image = await asyncio.to_thread(render, job, references)
+        return Outputs([image], provider=self.name, sandbox=True)

@@ -1,0 +1,82 @@
+"""Every knob in one typed place. Each has an offline default and an ``SFUMATO_`` env var."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("sfumato", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SFUMATO_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    """SQLAlchemy URL. Unset: SQLite in WAL mode at ``{data_dir}/sfumato.db``."""
+
+    public_url: str | None = None
+    """Base URL put in signed media links. Unset: taken from each API request."""
+    secret_key: str | None = None
+    """Signs media URLs. Unset: generated once and kept in ``{data_dir}/secret.key``."""
+
+    # Worker
+    run_worker: bool = True
+    """Run the worker inside the API process (the embedded default)."""
+    worker_concurrency: int = Field(default=64, ge=1)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    task_timeout_seconds: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    """How many times a task may be claimed (crash recoveries included) before it fails."""
+    maintenance_interval_seconds: float = Field(default=5.0, gt=0)
+
+    # Credits, limits, retention
+    rate_limit_create: str = "120/minute"
+    """Per-key limit on task creation, in the ``limits`` notation (``N/second|minute|hour``)."""
+    max_prompt_chars: int = Field(default=32000, ge=1)
+    """Cap for models whose page documents no prompt limit (the upstream OpenAI limit)."""
+    idempotency_window_hours: float = Field(default=72.0, gt=0)
+    media_url_ttl_seconds: int = Field(default=3600, ge=60, le=604800)
+    output_retention_hours: float = Field(default=168.0, gt=0)
+
+    # Catalog and sandbox
+    catalog_dir: Path | None = None
+    """Extra directory of model files (``*.yaml``) loaded after the built-in ones."""
+    sandbox_latency_ms: str = "300-900"
+    """Simulated sandbox latency: ``N`` or ``MIN-MAX`` milliseconds."""
+    sandbox_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    demo_credits: int = Field(default=1000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        """Accept plain ``postgresql://`` and ``sqlite://`` URLs and pick the async driver."""
+        if url is None or url == "":
+            return None
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'sfumato.db'}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

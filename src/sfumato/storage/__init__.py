@@ -1,0 +1,6 @@
+"""Where bytes live. ``Storage`` is the interface; ``LocalStorage`` the embedded default."""
+
+from sfumato.storage.base import Storage
+from sfumato.storage.local import LocalStorage
+
+__all__ = ["LocalStorage", "Storage"]

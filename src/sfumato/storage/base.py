@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; readers see all of it or nothing."""
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path to serve the bytes from directly, when there is one."""

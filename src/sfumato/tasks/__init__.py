@@ -1,0 +1,1 @@
+"""Tasks: the state machine, the service (create, get, list, cancel) and finalisation."""

@@ -1,0 +1,90 @@
+"""Ending a task: one guarded transition plus exactly one ledger movement, in one transaction.
+
+Whoever wins the transition (worker, canceller, reaper) writes the ledger entry; a loser sees
+``False`` and writes nothing, so a task is settled or refunded exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sfumato.billing import ledger
+from sfumato.tasks.status import Status, transition
+
+_ENDED = {"lease_token": None, "lease_expires_at": None}
+
+
+async def succeed(
+    session: AsyncSession,
+    task_id: str,
+    *,
+    lease_token: str,
+    result: dict[str, Any],
+    charged: int,
+    now: datetime,
+) -> bool:
+    won = await transition(
+        session, task_id, source=[Status.RUNNING], target=Status.SUCCEEDED, now=now,
+        lease_token=lease_token,
+        values={"result": result, "final_credits": charged, "finished_at": now, **_ENDED},
+    )
+    if won is None:
+        return False
+    account_id, reserved = won
+    await ledger.settle(session, account_id, task_id, reserved, charged, now)
+    return True
+
+
+async def fail(
+    session: AsyncSession,
+    task_id: str,
+    *,
+    code: str,
+    message: str,
+    now: datetime,
+    lease_token: str | None = None,
+    source: tuple[Status, ...] = (Status.RUNNING,),
+) -> bool:
+    won = await transition(
+        session, task_id, source=source, target=Status.FAILED, now=now, lease_token=lease_token,
+        values={"error": {"code": code, "message": message}, "final_credits": 0, "finished_at": now, **_ENDED},
+    )
+    if won is None:
+        return False
+    account_id, reserved = won
+    await ledger.release(session, account_id, task_id, reserved, now)
+    return True
+
+
+async def cancel(
+    session: AsyncSession,
+    task_id: str,
+    *,
+    now: datetime,
+    source: tuple[Status, ...],
+    lease_token: str | None = None,
+) -> bool:
+    won = await transition(
+        session, task_id, source=source, target=Status.CANCELED, now=now, lease_token=lease_token,
+        values={
+            "error": {"code": "canceled", "message": "The task was canceled."},
+            "final_credits": 0, "finished_at": now, **_ENDED,
+        },
+    )
+    if won is None:
+        return False
+    account_id, reserved = won
+    await ledger.release(session, account_id, task_id, reserved, now)
+    return True
+
+
+async def requeue(session: AsyncSession, task_id: str, *, lease_token: str, now: datetime) -> bool:
+    """Hand a running task back to the queue (its lease expired, or its worker is stopping)."""
+    won = await transition(
+        session, task_id, source=[Status.RUNNING], target=Status.QUEUED, now=now,
+        lease_token=lease_token, values=dict(_ENDED),
+    )
+    return won is not None

@@ -1,0 +1,194 @@
+"""Task use cases: create (reserve + idempotency in one transaction), get, list, cancel.
+
+Functions take the caller's session and never commit. ``create_task`` is one local transaction:
+the task row, its reservation and its idempotency key become visible together or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sfumato import ids
+from sfumato.billing import ledger
+from sfumato.catalog.validate import TaskRequest
+from sfumato.db.models import IdempotencyKey, Task
+from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable, ValidationFailed
+from sfumato.files import references
+from sfumato.tasks import lifecycle
+from sfumato.tasks.status import Status
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    task: Task
+    created: bool
+    """False when an earlier task was returned for the same ``client_request_id``."""
+
+
+def request_hash(request: TaskRequest) -> str:
+    """Canonical JSON of what the request asks for: key order and whitespace do not matter."""
+    canonical = json.dumps(
+        {"model": request.model.id, "prompt": request.prompt, "params": request.stored_params()},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _replay(
+    session: AsyncSession, account_id: str, key: str, digest: str, now: datetime, window: timedelta
+) -> Task | None:
+    """The task an earlier request with this key made, ``None`` if the key is free (or expired)."""
+    record = await session.get(IdempotencyKey, (account_id, key), populate_existing=True)
+    if record is None:
+        return None
+    if record.created_at <= now - window:
+        await session.delete(record)
+        await session.flush()
+        return None
+    if record.request_hash != digest:
+        raise IdempotencyConflict(
+            details=[FieldError("client_request_id", "Already used with a different request body.")]
+        )
+    return await session.get(Task, record.task_id)
+
+
+async def create_task(
+    session: AsyncSession,
+    account_id: str,
+    request: TaskRequest,
+    now: datetime,
+    *,
+    idempotency_window: timedelta,
+) -> Created:
+    key = request.client_request_id
+    digest = request_hash(request)
+    if key is not None:
+        earlier = await _replay(session, account_id, key, digest, now, idempotency_window)
+        if earlier is not None:
+            return Created(earlier, created=False)
+    files = await references.resolve(session, account_id, request.references, now)
+    task = Task(
+        id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
+        params=request.stored_params(), reference_file_ids=[f.id for f in files],
+        status=Status.QUEUED.value, reserved_credits=request.price, final_credits=0,
+        attempts=0, cancel_requested=False, created_at=now, updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(task)
+            await session.flush()
+            if key is not None:
+                session.add(IdempotencyKey(
+                    account_id=account_id, key=key, request_hash=digest, task_id=task.id, created_at=now
+                ))
+                await session.flush()
+            await ledger.reserve(session, account_id, task.id, request.price, now)
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer as its replay.
+        if key is None:
+            raise
+        earlier = await _replay(session, account_id, key, digest, now, idempotency_window)
+        if earlier is None:
+            raise
+        return Created(earlier, created=False)
+    return Created(task, created=True)
+
+
+async def get_task(session: AsyncSession, account_id: str, task_id: str) -> Task:
+    task = await session.scalar(select(Task).where(Task.id == task_id, Task.account_id == account_id))
+    if task is None:
+        raise NotFound(f"No task {task_id[:80]}.")
+    return task
+
+
+def _encode_cursor(task: Task) -> str:
+    raw = json.dumps([task.created_at.isoformat(), task.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, task_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created), str(task_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValidationFailed(details=[FieldError("cursor", "Not a cursor this API returned.")]) from exc
+
+
+async def list_tasks(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    limit: int = 20,
+    cursor: str | None = None,
+    status: Status | None = None,
+    model: str | None = None,
+) -> tuple[list[Task], str | None]:
+    """Newest first. Returns a page and the cursor of the next one (``None`` at the end)."""
+    stmt = select(Task).where(Task.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(Task.status == status.value)
+    if model is not None:
+        stmt = stmt.where(Task.model == model)
+    if cursor is not None:
+        created, last_id = _decode_cursor(cursor)
+        stmt = stmt.where(or_(Task.created_at < created, and_(Task.created_at == created, Task.id < last_id)))
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = list(await session.scalars(stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return page, (_encode_cursor(page[-1]) if len(rows) > limit else None)
+
+
+async def cancel_task(
+    session: AsyncSession, account_id: str, task_id: str, now: datetime, *, running_cancelable: bool
+) -> Task:
+    """Cancel a queued task at once (refunded); ask the worker to stop a running one.
+
+    Canceling a canceled task is a no-op. A finished task, or a running one whose provider
+    cannot stop, is ``TaskNotCancelable``.
+    """
+    task = await get_task(session, account_id, task_id)
+    if task.status == Status.QUEUED and await lifecycle.cancel(
+        session, task_id, now=now, source=(Status.QUEUED,)
+    ):
+        return await _reload(session, task)
+    await session.refresh(task)
+    if task.status == Status.RUNNING:
+        if not running_cancelable:
+            raise TaskNotCancelable("The task is running on a provider that cannot stop it.")
+        await session.execute(
+            update(Task).where(Task.id == task_id, Task.status == Status.RUNNING.value)
+            .values(cancel_requested=True, updated_at=now)
+        )
+        return await _reload(session, task)
+    if task.status == Status.CANCELED:
+        return task
+    raise TaskNotCancelable(f"The task has already {task.status}.")
+
+
+async def _reload(session: AsyncSession, task: Task) -> Task:
+    await session.refresh(task)
+    return task
+
+
+async def purge_idempotency_keys(session: AsyncSession, now: datetime, window: timedelta, batch: int = 1000) -> int:
+    """Forget keys older than the window, at most ``batch`` per call."""
+    old = select(IdempotencyKey.account_id, IdempotencyKey.key).where(
+        IdempotencyKey.created_at <= now - window
+    ).limit(batch)
+    rows = (await session.execute(old)).all()
+    for account_id, key in rows:
+        await session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
+        )
+    return len(rows)

@@ -1,0 +1,1 @@
+"""Claiming queued tasks, running them through providers under a lease, and recovery."""

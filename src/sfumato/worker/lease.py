@@ -1,0 +1,67 @@
+"""Claims and leases. A claimed task carries a fresh lease token; every later write about it
+(heartbeat, finish, hand-back) is conditional on that token, so a worker that lost its lease
+(paused, partitioned, presumed dead) can never finish a task someone else now owns.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sfumato.db.models import Task
+from sfumato.tasks.status import Status
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    task_id: str
+    account_id: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    reference_file_ids: list[str]
+    reserved_credits: int
+    attempts: int
+    lease_token: str
+
+
+async def claim(session: AsyncSession, limit: int, now: datetime, lease: timedelta) -> list[Claim]:
+    """Take up to ``limit`` queued tasks, oldest first. PostgreSQL skips rows another worker
+    is claiming (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers with ``BEGIN IMMEDIATE``."""
+    token = secrets.token_hex(16)
+    oldest = (
+        select(Task.id).where(Task.status == Status.QUEUED.value)
+        .order_by(Task.created_at).limit(limit).with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(Task).where(Task.id.in_(oldest.scalar_subquery()), Task.status == Status.QUEUED.value)
+        .values(status=Status.RUNNING.value, lease_token=token, lease_expires_at=now + lease,
+                attempts=Task.attempts + 1, started_at=now, updated_at=now)
+        .returning(Task.id, Task.account_id, Task.model, Task.prompt, Task.params,
+                   Task.reference_file_ids, Task.reserved_credits, Task.attempts)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [Claim(*row, lease_token=token) for row in rows]
+
+
+async def renew(session: AsyncSession, task_id: str, token: str, now: datetime, lease: timedelta) -> bool | None:
+    """Extend the lease. Returns whether a cancel was requested, or ``None`` if the lease is lost."""
+    stmt = (
+        update(Task).where(Task.id == task_id, Task.lease_token == token, Task.status == Status.RUNNING.value)
+        .values(lease_expires_at=now + lease).returning(Task.cancel_requested)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def expired(session: AsyncSession, now: datetime, limit: int = 100) -> list[tuple[str, str, int]]:
+    """Running tasks whose lease ran out: ``(task_id, lease_token, attempts)``."""
+    stmt = (
+        select(Task.id, Task.lease_token, Task.attempts)
+        .where(Task.status == Status.RUNNING.value, Task.lease_expires_at < now).limit(limit)
+    )
+    return [(row[0], row[1] or "", row[2]) for row in (await session.execute(stmt)).all()]

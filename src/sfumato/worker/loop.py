@@ -1,0 +1,123 @@
+"""The worker: claims queued tasks into free slots and runs each as an asyncio task.
+
+A slot is a coroutine, not a thread: upstream calls are slow I/O, so one process runs many
+tasks at once (``SFUMATO_WORKER_CONCURRENCY``). It claims as soon as it is signalled (in-process)
+and otherwise every ``SFUMATO_WORKER_POLL_SECONDS``. On stop it claims nothing more, gives
+running tasks a grace period, then hands the rest back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sfumato.deps import Deps
+from sfumato.tasks import lifecycle
+from sfumato.worker import lease
+from sfumato.worker.recovery import maintain
+from sfumato.worker.runner import TaskRun
+
+log = logging.getLogger("sfumato.worker")
+
+
+class Worker:
+    def __init__(self, deps: Deps, *, shutdown_grace: float = 10.0):
+        self.deps = deps
+        self.shutdown_grace = shutdown_grace
+        self._runs: dict[str, TaskRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        deps.signals.on_cancel(self._cancel_signal)
+
+    def _cancel_signal(self, task_id: str) -> None:
+        run = self._runs.get(task_id)
+        if run is not None:
+            run.stop("cancel")
+
+    @property
+    def running(self) -> int:
+        return len(self._runs)
+
+    async def _claim_into_free_slots(self) -> int:
+        free = self.deps.settings.worker_concurrency - len(self._runs)
+        if free <= 0:
+            return 0
+        async with self.deps.db.write() as session:
+            claims = await lease.claim(session, free, self.deps.clock.now(), self.deps.lease)
+        for claim in claims:
+            run = TaskRun(self.deps, claim)
+            self._runs[claim.task_id] = run
+            task = asyncio.create_task(self._execute(run), name=f"task:{claim.task_id}")
+            self._tasks.add(task)
+        return len(claims)
+
+    async def _execute(self, run: TaskRun) -> None:
+        try:
+            await run.execute()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._hand_back(run))
+            raise
+        except Exception:
+            log.exception("worker slot crashed on %s; its lease will expire and it is retried", run.claim.task_id)
+        finally:
+            self._runs.pop(run.claim.task_id, None)
+            current = asyncio.current_task()
+            if current is not None:
+                self._tasks.discard(current)
+            self._slot_freed.set()
+
+    async def _hand_back(self, run: TaskRun) -> None:
+        with contextlib.suppress(Exception):
+            async with self.deps.db.write() as session:
+                await lifecycle.requeue(session, run.claim.task_id, lease_token=run.claim.lease_token,
+                                        now=self.deps.clock.now())
+
+    async def _maintenance(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await maintain(self.deps)
+            except Exception:
+                log.exception("maintenance round failed; retrying next interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.deps.settings.maintenance_interval_seconds)
+
+    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+        waiters = [
+            asyncio.create_task(self.deps.signals.wait(self.deps.settings.worker_poll_seconds)),
+            asyncio.create_task(stop.wait()),
+        ]
+        if len(self._runs) >= self.deps.settings.worker_concurrency:
+            self._slot_freed.clear()
+            waiters.append(asyncio.create_task(self._slot_freed.wait()))
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        upkeep = asyncio.create_task(self._maintenance(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self._claim_into_free_slots()
+                except Exception:
+                    log.exception("claiming failed (database unavailable?); retrying")
+                    claimed = 0
+                    await asyncio.sleep(self.deps.settings.worker_poll_seconds)
+                if claimed == 0:
+                    await self._wait_for_work(stop)
+        finally:
+            await self._drain()
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            log.info("handed %d running task(s) back to the queue", len(pending))

@@ -1,0 +1,60 @@
+"""Nothing stays stuck: expired leases go back to the queue (or fail, refunded, once the task
+has used its attempts), and old idempotency keys and expired outputs are cleaned up."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+
+from sfumato.db.models import StoredFile
+from sfumato.deps import Deps
+from sfumato.tasks import lifecycle
+from sfumato.tasks.service import purge_idempotency_keys
+from sfumato.worker import lease
+
+log = logging.getLogger("sfumato.worker")
+
+
+async def recover_expired_leases(deps: Deps) -> tuple[int, int]:
+    """Returns ``(requeued, failed)``."""
+    requeued = failed = 0
+    async with deps.db.read() as session:
+        stale = await lease.expired(session, deps.clock.now())
+    for task_id, token, attempts in stale:
+        async with deps.db.write() as session:
+            now = deps.clock.now()
+            if attempts < deps.settings.max_attempts:
+                if await lifecycle.requeue(session, task_id, lease_token=token, now=now):
+                    requeued += 1
+            elif await lifecycle.fail(
+                session, task_id, code="worker_lost", now=now, lease_token=token,
+                message=f"The worker running this task stopped responding {attempts} time(s); credits refunded.",
+            ):
+                failed += 1
+    if requeued or failed:
+        log.warning("recovered expired leases: %d requeued, %d failed", requeued, failed)
+    return requeued, failed
+
+
+async def remove_expired_outputs(deps: Deps, batch: int = 200) -> int:
+    now = deps.clock.now()
+    async with deps.db.read() as session:
+        rows = list(await session.scalars(
+            select(StoredFile).where(
+                StoredFile.purpose == "output", StoredFile.deleted_at.is_(None), StoredFile.expires_at <= now
+            ).limit(batch)
+        ))
+    for stored in rows:
+        async with deps.db.write() as session:
+            await session.execute(update(StoredFile).where(StoredFile.id == stored.id).values(deleted_at=now))
+        await deps.storage.delete(stored.storage_key)
+    return len(rows)
+
+
+async def maintain(deps: Deps) -> None:
+    """One round of upkeep; the worker calls it at start-up and then periodically."""
+    await recover_expired_leases(deps)
+    async with deps.db.write() as session:
+        await purge_idempotency_keys(session, deps.clock.now(), deps.idempotency_window)
+    await remove_expired_outputs(deps)

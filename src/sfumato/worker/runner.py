@@ -1,0 +1,170 @@
+"""Runs one claimed task: provider call under a heartbeat lease, outputs stored, task ended.
+
+Every ending is a guarded transition plus its ledger entry (``tasks.lifecycle``). Outputs are
+written before the finishing transaction; if that transaction loses (the lease was lost or the
+task was canceled meanwhile) the written bytes are removed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sfumato.db.models import StoredFile
+from sfumato.deps import Deps
+from sfumato.files.outputs import media_entry, write_outputs
+from sfumato.providers.base import Job, Outputs, ProviderError, Reference
+from sfumato.tasks import lifecycle
+from sfumato.tasks.status import Status
+from sfumato.worker import lease
+from sfumato.worker.lease import Claim
+
+log = logging.getLogger("sfumato.worker")
+
+
+async def _references(deps: Deps, claim: Claim) -> tuple[Reference, ...]:
+    if not claim.reference_file_ids:
+        return ()
+    async with deps.db.read() as session:
+        rows = {f.id: f for f in await session.scalars(
+            select(StoredFile).where(StoredFile.id.in_(claim.reference_file_ids))
+        )}
+    refs = []
+    for file_id in claim.reference_file_ids:
+        stored = rows[file_id]
+        key = stored.storage_key
+        refs.append(Reference(
+            file_id=file_id, kind=stored.kind, mime_type=stored.mime_type, name=stored.name,
+            width=stored.width, height=stored.height,
+            load=lambda key=key: deps.storage.get(key),  # type: ignore[misc]
+        ))
+    return tuple(refs)
+
+
+class TaskRun:
+    """One claimed task in flight. ``stop(reason)`` ends its provider call early: ``"cancel"``
+    (the client asked; the task ends canceled and refunded) or ``"lease_lost"`` (someone else
+    owns the task now; this run writes nothing more)."""
+
+    def __init__(self, deps: Deps, claim: Claim):
+        self.deps = deps
+        self.claim = claim
+        self.stop_reason: str | None = None
+        self._work: asyncio.Task[Outputs] | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self._work is not None:
+            self._work.cancel()
+
+    async def _heartbeat(self) -> None:
+        deps, claim = self.deps, self.claim
+        while True:
+            await asyncio.sleep(deps.settings.lease_seconds / 3)
+            async with deps.db.write() as session:
+                cancel = await lease.renew(session, claim.task_id, claim.lease_token, deps.clock.now(), deps.lease)
+            if cancel is None or cancel:
+                self.stop("lease_lost" if cancel is None else "cancel")
+                return
+
+    async def _call_provider(self) -> Outputs:
+        deps, claim = self.deps, self.claim
+        model = deps.catalog.get(claim.model)
+        if model is None:
+            raise ProviderError("model_unavailable", f"The model {claim.model} is no longer served.")
+        params = {k: v for k, v in claim.params.items() if isinstance(v, str)}
+        job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim))
+        self._work = asyncio.create_task(deps.providers.for_model(claim.model).run(job))
+        if self.stop_reason is not None:
+            self._work.cancel()
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            async with asyncio.timeout(deps.settings.task_timeout_seconds):
+                return await self._work
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def execute(self) -> None:
+        try:
+            outputs = await self._call_provider()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if (current is not None and current.cancelling()) or self.stop_reason is None:
+                raise  # the worker itself is stopping: it hands the task back
+            if self.stop_reason == "cancel":
+                await self._end(lambda s: lifecycle.cancel(
+                    s, self.claim.task_id, now=self.deps.clock.now(), source=(Status.RUNNING,),
+                    lease_token=self.claim.lease_token))
+            else:
+                log.warning("lost the lease on %s; another worker owns it now", self.claim.task_id)
+            return
+        except TimeoutError:
+            limit = self.deps.settings.task_timeout_seconds
+            await self._fail("timeout", f"The task did not finish within {limit:g} s.")
+            return
+        except ProviderError as exc:
+            await self._fail(exc.code, exc.message)
+            return
+        except Exception:
+            log.exception("task %s failed unexpectedly", self.claim.task_id)
+            await self._fail("internal_error", "The task failed inside sfumato; its credits were refunded.")
+            return
+        await self._succeed(outputs)
+
+    async def _fail(self, code: str, message: str) -> None:
+        await self._end(lambda s: lifecycle.fail(
+            s, self.claim.task_id, code=code, message=message, now=self.deps.clock.now(),
+            lease_token=self.claim.lease_token))
+
+    async def _end(self, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
+        async with self.deps.db.write() as session:
+            won = await finish(session)
+        if not won:
+            log.info("task %s was ended elsewhere first", self.claim.task_id)
+        return won
+
+    async def _succeed(self, outputs: Outputs) -> None:
+        deps, claim = self.deps, self.claim
+        if not outputs.images:
+            await self._fail("empty_output", "The provider returned no image.")
+            return
+        retention = timedelta(hours=deps.settings.output_retention_hours)
+        files = await write_outputs(
+            deps.storage, claim.account_id, claim.task_id, outputs.images, deps.clock.now(), retention
+        )
+        result = {
+            "media": [media_entry(f) for f in files],
+            "provider": outputs.provider,
+            "sandbox": outputs.sandbox,
+            **({"info": outputs.info} if outputs.info else {}),
+        }
+        won = False
+        try:
+            async with deps.db.write() as session:
+                session.add_all(files)
+                await session.flush()
+                won = await lifecycle.succeed(
+                    session, claim.task_id, lease_token=claim.lease_token, result=result,
+                    charged=claim.reserved_credits, now=deps.clock.now(),
+                )
+                if not won:
+                    raise _Lost
+        except _Lost:
+            log.info("task %s was ended elsewhere first; discarding its outputs", claim.task_id)
+        finally:
+            if not won:
+                for stored in files:
+                    await deps.storage.delete(stored.storage_key)
+
+
+class _Lost(Exception):
+    """Rolls back the output rows when the finishing transition lost."""
