@@ -39,8 +39,10 @@ async def principal(
     if credentials is None:
         raise Unauthorized("Send your API key as `Authorization: Bearer sk-…`.")
     secret = credentials.credentials
-    async with deps.db.read() as session:
-        account_id = await authenticate(session, secret)
+    account_id = None
+    if keys.well_formed(secret):  # a mistyped or made-up key costs no database round trip
+        async with deps.db.read() as session:
+            account_id = await authenticate(session, secret)
     if account_id is None:
         raise Unauthorized("The API key is not valid or has been revoked.")
     return Principal(account_id, keys.hash_key(secret))

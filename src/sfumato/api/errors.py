@@ -7,7 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from sfumato.errors import FieldError, ServiceUnavailable, SfumatoError
@@ -57,7 +58,7 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return envelope(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+    return envelope(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:

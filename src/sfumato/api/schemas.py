@@ -33,8 +33,8 @@ class ReferenceItemIn(BaseModel):
     url: str
     kind: Literal["image", "video", "audio"]
     name: str | None = None
-    mimeType: str  # noqa: N815 - the contract's spelling
-    durationToken: str | None = None  # noqa: N815
+    mimeType: str
+    durationToken: str | None = None
 
 
 class TaskCreate(BaseModel):
@@ -57,7 +57,7 @@ class MediaOut(BaseModel):
     url: str
     kind: str
     name: str
-    mimeType: str  # noqa: N815
+    mimeType: str
     width: int | None = None
     height: int | None = None
     bytes: int

@@ -61,11 +61,12 @@ def render(job: Job, references: list[bytes]) -> OutputImage:
             side = min(width, height) // 3
             thumb = ImageOps.contain(ref.convert("RGB"), (side, side))
             image.paste(thumb, (16 + index * (side // 4), 16 + index * (side // 4)))
-    font = ImageFont.load_default(size=max(14, min(width, height) // 32))
+    size = max(14, min(width, height) // 32)
+    font = ImageFont.load_default(size=size)
     label = f"SANDBOX  {job.model.id}  {width}x{height}  {fmt}"
-    draw.rectangle((0, height - 3 * font.size, width, height), fill=(0, 0, 0, 140))
-    draw.text((12, height - 2.6 * font.size), label, font=font, fill="white")
-    draw.text((12, height - 1.4 * font.size), job.prompt[:120], font=font, fill=(230, 230, 230))
+    draw.rectangle((0, height - 3 * size, width, height), fill=(0, 0, 0, 140))
+    draw.text((12, height - 2.6 * size), label, font=font, fill="white")
+    draw.text((12, height - 1.4 * size), job.prompt[:120], font=font, fill=(230, 230, 230))
     buffer = io.BytesIO()
     options = {"compress_level": 1} if fmt == "png" else {"quality": 90}
     image.save(buffer, PIL_FORMAT[fmt], **options)

@@ -30,6 +30,9 @@ class Claim:
     lease_token: str
 
 
+_CLAIMED = ("account_id", "model", "prompt", "params", "reference_file_ids", "reserved_credits", "attempts")
+
+
 async def claim(session: AsyncSession, limit: int, now: datetime, lease: timedelta) -> list[Claim]:
     """Take up to ``limit`` queued tasks, oldest first. PostgreSQL skips rows another worker
     is claiming (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers with ``BEGIN IMMEDIATE``."""
@@ -42,11 +45,10 @@ async def claim(session: AsyncSession, limit: int, now: datetime, lease: timedel
         update(Task).where(Task.id.in_(oldest.scalar_subquery()), Task.status == Status.QUEUED.value)
         .values(status=Status.RUNNING.value, lease_token=token, lease_expires_at=now + lease,
                 attempts=Task.attempts + 1, started_at=now, updated_at=now)
-        .returning(Task.id, Task.account_id, Task.model, Task.prompt, Task.params,
-                   Task.reference_file_ids, Task.reserved_credits, Task.attempts)
+        .returning(Task.id, *(getattr(Task, name) for name in _CLAIMED))
     )
-    rows = (await session.execute(stmt)).all()
-    return [Claim(*row, lease_token=token) for row in rows]
+    rows = (await session.execute(stmt)).mappings().all()
+    return [Claim(task_id=row["id"], **{name: row[name] for name in _CLAIMED}, lease_token=token) for row in rows]
 
 
 async def renew(session: AsyncSession, task_id: str, token: str, now: datetime, lease: timedelta) -> bool | None:

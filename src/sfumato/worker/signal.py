@@ -8,6 +8,7 @@ worker react in milliseconds; the worker's polling and lease heartbeats remain t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 
@@ -26,10 +27,8 @@ class Signals:
     def on_cancel(self, handler: Callable[[str], None]) -> None:
         self._cancel_handlers.append(handler)
 
-    async def wait(self, timeout: float) -> None:
-        """Return when woken or after ``timeout`` seconds, and re-arm."""
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
+    async def wait(self, at_most: float) -> None:
+        """Return when woken or after ``at_most`` seconds, and re-arm."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), at_most)
         self._wakeup.clear()

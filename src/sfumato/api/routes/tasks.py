@@ -19,7 +19,7 @@ from sfumato.tasks.status import Status
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 MAX_BODY_BYTES = 1024 * 1024
-_errors = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
 
 
 class PayloadTooLarge(SfumatoError):

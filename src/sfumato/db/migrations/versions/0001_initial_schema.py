@@ -5,10 +5,11 @@ Revises:
 Create Date: 2026-11-22 11:07:53.131128
 """
 
-from alembic import op
 import sqlalchemy as sa
-import sfumato.db.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import sfumato.db.types
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,337 @@
+"""The ``sfumato`` command: serve, worker, admin (accounts, keys, credits), models, generate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from sfumato import __version__
+from sfumato.accounts import service as accounts
+from sfumato.app import build_deps, create_app
+from sfumato.catalog import load_catalog
+from sfumato.clock import iso_ms
+from sfumato.db import migrate
+from sfumato.demo import KEY_FILE, ensure_demo_key
+from sfumato.deps import Deps
+from sfumato.errors import SfumatoError
+from sfumato.settings import Settings
+from sfumato.worker.loop import Worker
+
+app = typer.Typer(help="sfumato: one task API over many image models.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts, balances and the credit ledger.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: issue, list, revoke.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _with_deps(work: Callable[[Deps], Awaitable[T]]) -> T:
+    """Run ``work`` against a migrated database, then release it; errors become exit code 1."""
+
+    async def main() -> T:
+        deps = build_deps(Settings())
+        try:
+            await migrate.upgrade(deps.db)
+            return await work(deps)
+        finally:
+            await deps.db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except SfumatoError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Create (once) a demo account and print its key.")] = False,
+    worker: Annotated[bool, typer.Option(help="Run the worker in this process.")] = True,
+) -> None:
+    """Start the HTTP API (and, by default, the worker) on the configured database."""
+    import uvicorn
+
+    _logging()
+    settings = Settings(run_worker=worker)
+    if demo:
+        key = _with_deps(ensure_demo_key)
+        base = f"http://{host}:{port}"
+        console.print(Panel.fit(
+            f"Demo API key: [bold]{key}[/bold]\n(kept in {settings.data_dir / KEY_FILE})\n\n"
+            f"export SFUMATO_API_KEY=$(sfumato demo-key)\n"
+            f"curl -s {base}/api/v1/models | head -c 300",
+            title="sfumato demo", border_style="green",
+        ))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command(name="demo-key")
+def demo_key() -> None:
+    """Print the demo key made by `sfumato serve --demo`."""
+    path = Settings().data_dir / KEY_FILE
+    if not path.exists():
+        err.print("No demo key yet: start the server once with `sfumato serve --demo`.")
+        raise typer.Exit(1)
+    sys.stdout.write(path.read_text().strip() + "\n")
+
+
+@app.command(name="worker")
+def worker_command() -> None:
+    """Run a worker on its own (no HTTP). Stops cleanly on SIGINT or SIGTERM."""
+    _logging()
+
+    async def run(deps: Deps) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        logging.getLogger("sfumato").info("worker started (concurrency %d)", deps.settings.worker_concurrency)
+        await Worker(deps).run(stop)
+
+    _with_deps(run)
+
+
+@app.command(name="migrate")
+def migrate_command() -> None:
+    """Bring the database schema up to date (serve and worker also do this on start)."""
+
+    async def noop(deps: Deps) -> None:
+        console.print(f"database is up to date: {deps.db.engine.url.render_as_string(hide_password=True)}")
+
+    _with_deps(noop)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """List the models in the catalog."""
+    catalog = load_catalog(Settings().catalog_dir)
+    if as_json:
+        _print_json([spec.model_dump(mode="json", exclude_none=True) for spec in catalog])
+        return
+    table = Table("id", "name", "credits", "inputs", "prompt limit", "params", "references")
+    for spec in catalog:
+        params = ", ".join(f"{p.key}={p.default or ''}" for p in spec.params)
+        refs = f"{spec.references.max_files} image(s)" if spec.references else "none"
+        table.add_row(spec.id, spec.name, str(spec.base_credits), ", ".join(spec.inputs),
+                      str(spec.prompt_max_chars or "none documented"), params, refs)
+    console.print(table)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    credits: Annotated[int, typer.Option(min=0, help="Initial credits.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an account with a first API key (shown once)."""
+
+    async def work(deps: Deps) -> tuple[str, str]:
+        async with deps.db.write() as session:
+            account = await accounts.create_account(session, name, credits, deps.clock.now())
+            issued = await accounts.issue_key(session, account.id, deps.clock.now())
+        return account.id, issued.secret
+
+    account_id, secret = _with_deps(work)
+    if as_json:
+        _print_json({"account_id": account_id, "api_key": secret})
+    else:
+        console.print(f"account [bold]{account_id}[/bold] ({name}), {credits} credits")
+        console.print(f"API key (shown once): [bold]{secret}[/bold]")
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOpt = False) -> None:
+    """List accounts and balances."""
+
+    async def work(deps: Deps) -> list[dict[str, Any]]:
+        async with deps.db.read() as session:
+            return [{"account_id": a.id, "name": a.name, "balance": a.balance,
+                     "created_at": iso_ms(a.created_at)} for a in await accounts.list_accounts(session)]
+
+    rows = _with_deps(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("account_id", "name", "balance", "created_at")
+    for row in rows:
+        table.add_row(row["account_id"], row["name"], str(row["balance"]), row["created_at"])
+    console.print(table)
+
+
+@accounts_app.command("grant")
+def accounts_grant(
+    account: Annotated[str, typer.Argument(help="Account id or unique name.")],
+    credits: Annotated[int, typer.Argument(min=1)],
+    note: Annotated[str | None, typer.Option(help="Why (kept in the ledger).")] = None,
+) -> None:
+    """Add credits to an account."""
+
+    async def work(deps: Deps) -> int:
+        from sfumato.billing import ledger
+
+        async with deps.db.write() as session:
+            found = await accounts.find_account(session, account)
+            return await ledger.grant(session, found.id, credits, deps.clock.now(), note=note)
+
+    console.print(f"balance is now {_with_deps(work)}")
+
+
+@accounts_app.command("show")
+def accounts_show(
+    account: Annotated[str, typer.Argument(help="Account id or unique name.")],
+    limit: Annotated[int, typer.Option(help="Ledger entries to show.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an account's balance and its latest ledger entries."""
+
+    async def work(deps: Deps) -> dict[str, Any]:
+        async with deps.db.read() as session:
+            found = await accounts.find_account(session, account)
+            entries = await accounts.ledger_entries(session, found.id, limit)
+            total = await accounts.ledger_sum(session, found.id)
+        return {
+            "account_id": found.id, "name": found.name, "balance": found.balance, "ledger_sum": total,
+            "ledger": [{"id": e.id, "kind": e.kind, "amount": e.amount, "balance_after": e.balance_after,
+                        "task_id": e.task_id, "note": e.note, "created_at": iso_ms(e.created_at)}
+                       for e in entries],
+        }
+
+    data = _with_deps(work)
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[bold]{data['name']}[/bold] {data['account_id']}: balance {data['balance']} "
+                  f"(ledger sum {data['ledger_sum']})")
+    table = Table("id", "when", "kind", "amount", "balance after", "task", "note")
+    for e in data["ledger"]:
+        table.add_row(str(e["id"]), e["created_at"], e["kind"], f"{e['amount']:+d}", str(e["balance_after"]),
+                      e["task_id"] or "", e["note"] or "")
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Argument(help="Account id or unique name.")],
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue another API key for an account (shown once)."""
+
+    async def work(deps: Deps) -> dict[str, str]:
+        async with deps.db.write() as session:
+            found = await accounts.find_account(session, account)
+            issued = await accounts.issue_key(session, found.id, deps.clock.now(), name=name)
+        return {"key_id": issued.key.id, "account_id": found.id, "api_key": issued.secret}
+
+    data = _with_deps(work)
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(f"key {data['key_id']} (shown once): [bold]{data['api_key']}[/bold]")
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str, typer.Argument(help="Account id or unique name.")], as_json: JsonOpt = False
+) -> None:
+    """List an account's keys (prefix and last four characters only)."""
+
+    async def work(deps: Deps) -> list[dict[str, str | None]]:
+        async with deps.db.read() as session:
+            found = await accounts.find_account(session, account)
+            return [{"key_id": k.id, "key": f"{k.prefix}…{k.last4}", "name": k.name,
+                     "created_at": iso_ms(k.created_at),
+                     "revoked_at": iso_ms(k.revoked_at) if k.revoked_at else None}
+                    for k in await accounts.list_keys(session, found.id)]
+
+    rows = _with_deps(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("key_id", "key", "name", "created_at", "revoked_at")
+    for row in rows:
+        table.add_row(*(row[c] or "" for c in ("key_id", "key", "name", "created_at", "revoked_at")))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…).")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+
+    async def work(deps: Deps) -> str:
+        async with deps.db.write() as session:
+            key = await accounts.revoke_key(session, key_id, deps.clock.now())
+        return f"{key.prefix}…{key.last4}"
+
+    console.print(f"revoked {_with_deps(work)}")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+        params[key] = value
+    return params
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The text prompt.")],
+    model: Annotated[str, typer.Option("-m", "--model", help="Model id (see `sfumato models`).")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to save the image.")] = None,
+    url: Annotated[str, typer.Option(envvar="SFUMATO_URL", help="Server base URL.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[str, typer.Option(envvar="SFUMATO_API_KEY", help="API key.", show_default=False)] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the task.")] = 600.0,
+) -> None:
+    """Create a task over the HTTP API, wait for it with a live status, and save the image."""
+    from sfumato.generate import GenerateError, run_generate
+
+    if not api_key:
+        err.print("Set SFUMATO_API_KEY (or pass --api-key); `sfumato demo-key` prints the demo key.")
+        raise typer.Exit(2)
+    try:
+        saved = run_generate(url, api_key, model, prompt, _parse_params(param or []), output, timeout, console)
+    except GenerateError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for path in saved:
+        console.print(f"saved [bold]{path}[/bold]")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,150 @@
+"""The HTTP surface: authentication, the error envelope, request ids, limits on bodies and rate."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import event, func, select
+
+from sfumato.accounts import keys
+from sfumato.accounts import service as accounts
+from sfumato.db.models import ApiKey, LedgerEntry, Task
+from tests.conftest import Customer, new_customer, serve
+from tests.helpers import create
+
+
+def assert_envelope(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "request_id"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["request_id"].startswith("req_")
+    assert response.headers["x-request-id"] == body["request_id"]
+    return body
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer sk-not-a-key",
+     "Bearer " + keys.PREFIX + "A" * 46],
+)
+async def test_missing_or_bad_key_is_401(client: httpx.AsyncClient, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    for method, path in [("GET", "/api/v1/tasks"), ("POST", "/api/v1/tasks"),
+                         ("GET", "/api/v1/tasks/task_x"), ("POST", "/api/v1/tasks/task_x/cancel"),
+                         ("GET", "/api/v1/account")]:
+        response = await client.request(method, path, headers=headers, json={"model": "qwen-image", "prompt": "x"})
+        assert_envelope(response, 401, "unauthorized")
+
+
+async def test_well_formed_unknown_key_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/account", headers={"Authorization": f"Bearer {keys.generate()}"})
+    assert_envelope(response, 401, "unauthorized")
+
+
+async def test_malformed_key_is_refused_without_touching_the_database(make_deps) -> None:
+    deps = await make_deps(run_worker=False)  # no worker polling the database meanwhile
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    good = keys.generate()
+    tampered = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
+    assert not keys.well_formed(tampered)
+    async for client in serve(deps):
+        event.listen(deps.db.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            for key in ("sk-nope", tampered):
+                response = await client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {key}"})
+                assert response.status_code == 401
+        finally:
+            event.remove(deps.db.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == []
+
+
+async def test_revoked_key_is_refused_at_once(deps, client: httpx.AsyncClient, customer: Customer) -> None:
+    assert (await client.get("/api/v1/account", headers=customer.headers)).status_code == 200
+    async with deps.db.write() as session:
+        [key] = await accounts.list_keys(session, customer.account_id)
+        await accounts.revoke_key(session, key.id, deps.clock.now())
+    assert_envelope(await client.get("/api/v1/account", headers=customer.headers), 401, "unauthorized")
+
+
+async def test_keys_are_stored_hashed_only(deps, customer: Customer) -> None:
+    async with deps.db.read() as session:
+        rows = (await session.execute(select(ApiKey))).scalars().all()
+    stored = " ".join(str(value) for row in rows for value in vars(row).values())
+    assert customer.api_key not in stored
+    assert rows[0].secret_hash == keys.hash_key(customer.api_key)
+    assert customer.api_key.startswith(rows[0].prefix) and customer.api_key.endswith(rows[0].last4)
+    if deps.db.is_sqlite:
+        raw = b"".join(p.read_bytes() for p in deps.settings.data_dir.glob("sfumato.db*"))
+        assert customer.api_key.encode() not in raw
+
+
+async def test_unknown_route_and_method_use_the_envelope(client: httpx.AsyncClient, customer: Customer) -> None:
+    assert_envelope(await client.get("/api/v1/nothing-here", headers=customer.headers), 404, "not_found")
+    assert_envelope(await client.delete("/api/v1/tasks", headers=customer.headers), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [(b"{not json", "body"), (b"", "body"), (b"[1, 2]", "body"), (b'"text"', "body")],
+)
+async def test_body_that_is_not_a_json_object_is_validation_failed(
+    client: httpx.AsyncClient, customer: Customer, content: bytes, field: str
+) -> None:
+    response = await client.post("/api/v1/tasks", content=content,
+                                 headers={**customer.headers, "Content-Type": "application/json"})
+    body = assert_envelope(response, 422, "validation_failed")
+    assert [d["field"] for d in body["error"]["details"]] == [field]
+
+
+async def test_oversized_body_is_refused_before_it_is_read(client: httpx.AsyncClient, customer: Customer) -> None:
+    huge = b'{"model": "qwen-image", "prompt": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    assert_envelope(await client.post("/api/v1/tasks", content=huge, headers=customer.headers),
+                    413, "payload_too_large")
+
+    async def chunks():  # no Content-Length: the cap holds while streaming
+        for _ in range(64):
+            yield b" " * 65536
+
+    streamed = await client.post("/api/v1/tasks", content=chunks(), headers=customer.headers)
+    assert_envelope(streamed, 413, "payload_too_large")
+
+
+async def test_rate_limit_is_429_with_retry_after_and_free(make_deps) -> None:
+    deps = await make_deps(rate_limit_create="3/minute", run_worker=False)
+    who = await new_customer(deps, credits=100)
+    async for client in serve(deps):
+        statuses = [(await create(client, who, model="qwen-image")).status_code for _ in range(3)]
+        assert statuses == [202, 202, 202]
+        limited = await create(client, who, model="qwen-image")
+        assert_envelope(limited, 429, "rate_limited")
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        async with deps.db.write() as session:
+            second = await accounts.issue_key(session, who.account_id, deps.clock.now())
+        other_key = await client.post("/api/v1/tasks", json={"model": "qwen-image", "prompt": "x"},
+                                      headers={"Authorization": f"Bearer {second.secret}"})
+        assert other_key.status_code == 202  # the limit is per key
+    async with deps.db.read() as session:
+        tasks = await session.scalar(select(func.count()).select_from(Task))
+        reserves = await session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "reserve"))
+    assert tasks == reserves == 4
+
+
+async def test_models_are_public_and_health_answers(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/models")).status_code == 200
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_openapi_documents_every_route_with_the_error_envelope(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert "ErrorEnvelope" in spec["components"]["schemas"]
+    create_op = spec["paths"]["/api/v1/tasks"]["post"]
+    assert {"202", "200", "401", "402", "409", "413", "422", "429"} <= set(create_op["responses"])
+    assert create_op["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "prompt"]

@@ -1,0 +1,129 @@
+"""The ``sfumato`` command: admin commands against the database, and the README's first command
+(``serve --demo``) driven end to end by ``sfumato generate`` in real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sfumato.cli import app
+
+runner = CliRunner()
+SFUMATO = [sys.executable, "-m", "sfumato.cli"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    env = {"SFUMATO_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgres":
+        env["SFUMATO_DATABASE_URL"] = request.getfixturevalue("pg_database")
+    return env
+
+
+def invoke(env: dict[str, str], *args: str) -> str:
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_accounts_create_json_then_grant_show_and_keys(cli_env: dict[str, str]) -> None:
+    name = f"acme-{os.urandom(3).hex()}"
+    created = json.loads(invoke(cli_env, "accounts", "create", name, "--credits", "50", "--json"))
+    assert set(created) == {"account_id", "api_key"}
+    assert created["account_id"].startswith("acct_") and created["api_key"].startswith("sk-")
+    invoke(cli_env, "accounts", "grant", name, "25", "--note", "top-up")
+    shown = json.loads(invoke(cli_env, "accounts", "show", created["account_id"], "--json"))
+    assert shown["balance"] == shown["ledger_sum"] == 75
+    assert [(e["kind"], e["amount"]) for e in shown["ledger"]] == [("grant", 25), ("grant", 50)]
+    issued = json.loads(invoke(cli_env, "keys", "create", name, "--json"))
+    listing = invoke(cli_env, "keys", "list", name, "--json")
+    assert issued["api_key"] not in listing
+    assert [k["revoked_at"] for k in json.loads(listing)] == [None, None]
+    invoke(cli_env, "keys", "revoke", issued["key_id"])
+    after = {k["key_id"]: k for k in json.loads(invoke(cli_env, "keys", "list", name, "--json"))}
+    assert after[issued["key_id"]]["revoked_at"] is not None
+    assert after[issued["key_id"]]["key"] == issued["api_key"][:12] + "…" + issued["api_key"][-4:]
+    assert sum(k["revoked_at"] is None for k in after.values()) == 1
+
+
+def test_admin_errors_exit_non_zero(cli_env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["accounts", "grant", "no-such-account", "5"], env=cli_env)
+    assert result.exit_code == 1
+    assert "No single account" in result.output
+
+
+def test_models_lists_the_catalog(cli_env: dict[str, str]) -> None:
+    ids = [m["id"] for m in json.loads(invoke(cli_env, "models", "--json"))]
+    assert sorted(ids) == ["google-imagen4", "gpt-image-1-5", "grok-imagine", "qwen-image"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory):
+    """The README's first command, once for the module: ``sfumato serve --demo``."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "SFUMATO_DATA_DIR": str(tmp_path / "data"), "SFUMATO_SANDBOX_LATENCY_MS": "50"}
+    env.pop("SFUMATO_DATABASE_URL", None)
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([*SFUMATO, "serve", "--demo", "--port", str(port)], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError((tmp_path / "serve.log").read_text())
+        yield url, env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "size"),
+    [("gpt-image-1-5", ["aspect_ratio=2:3"], (1024, 1536)),
+     ("qwen-image", ["image_size=landscape_4_3", "output_format=jpeg"], (1024, 768)),
+     ("google-imagen4", ["aspect_ratio=3:4", "seed=7"], (896, 1280)),
+     ("grok-imagine", ["enable_pro=true"], (1024, 1024))],
+)
+def test_readme_serve_demo_then_generate(demo_server, tmp_path: Path, model: str, params: list[str],
+                                         size: tuple[int, int]) -> None:
+    url, env = demo_server
+    key = subprocess.run([*SFUMATO, "demo-key"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    out = tmp_path / f"{model}.img"
+    args = [*SFUMATO, "generate", "-m", model, "a lighthouse at dusk", "-o", str(out)]
+    for pair in params:
+        args += ["--param", pair]
+    done = subprocess.run(args, env={**env, "SFUMATO_API_KEY": key, "SFUMATO_URL": url},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded (sandbox)" in done.stdout
+    assert Image.open(out).size == size
+
+
+def test_generate_reports_validation_errors(demo_server) -> None:
+    url, env = demo_server
+    key = subprocess.run([*SFUMATO, "demo-key"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run([*SFUMATO, "generate", "-m", "qwen-image", "x", "--param", "image_size=huge"],
+                          env={**env, "SFUMATO_API_KEY": key, "SFUMATO_URL": url}, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "validation_failed" in done.stderr and "params.image_size" in done.stderr
