@@ -28,15 +28,6 @@ class ErrorEnvelope(BaseModel):
     request_id: str
 
 
-class ReferenceItemIn(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    url: str
-    kind: Literal["image", "video", "audio"]
-    name: str | None = None
-    mimeType: str
-    durationToken: str | None = None
-
-
 class TaskCreate(BaseModel):
     """Documentation of the create body; the catalog validator does the checking (all fields at once)."""
 
