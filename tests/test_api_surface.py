@@ -148,3 +148,13 @@ async def test_openapi_documents_every_route_with_the_error_envelope(client: htt
     create_op = spec["paths"]["/api/v1/tasks"]["post"]
     assert {"202", "200", "401", "402", "409", "413", "422", "429"} <= set(create_op["responses"])
     assert create_op["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "prompt"]
+
+
+async def test_a_body_nested_deeper_than_the_parser_can_go_is_422(
+    client: httpx.AsyncClient, customer: Customer
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = await client.post("/api/v1/tasks", content=deep,
+                                 headers={**customer.headers, "Content-Type": "application/json"})
+    body = assert_envelope(response, 422, "validation_failed")
+    assert [d["field"] for d in body["error"]["details"]] == ["body"]

@@ -48,7 +48,7 @@ def _statuses(url: str, headers: dict[str, str], ids: list[str]) -> Counter[str]
     return Counter(httpx.get(f"{url}/api/v1/tasks/{i}", headers=headers).json()["status"] for i in ids)
 
 
-def _wait(predicate, seconds: float = 30.0) -> None:  # noqa: ANN001
+def _wait(predicate, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:

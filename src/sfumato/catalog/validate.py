@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfumato.catalog.loader import Catalog
-from sfumato.catalog.spec import ModelSpec, ParamSpec, ReferenceRules
+from sfumato.catalog.spec import IntegerFormat, ModelSpec, ParamSpec, ReferenceRules
+from sfumato.catalog.text import lone_surrogate_fields
 from sfumato.errors import FieldError, ValidationFailed
 
 TOP_LEVEL_KEYS = ("model", "prompt", "params", "client_request_id")
@@ -119,27 +120,37 @@ def _check_value(spec: ParamSpec, value: Any, path: str, errors: _Errors) -> str
         errors.add(path, f"{spec.key} is limited to {spec.max_length} characters.")
         return None
     if spec.integer is not None:
-        if not _INTEGER.fullmatch(value.strip()):
-            errors.add(path, f"{spec.key} must be a base-10 integer, or empty for a random result.")
-            return None
-        number = int(value.strip())
-        if not spec.integer.min <= number <= spec.integer.max:
-            errors.add(path, f"{spec.key} must be between {spec.integer.min} and {spec.integer.max}.")
-            return None
-        return str(number)
+        return _check_integer(spec.key, spec.integer, value, path, errors)
     return value
 
 
-def _check_reference_item(rules: ReferenceRules, raw: Any, path: str, errors: _Errors) -> ReferenceItem | None:
-    if not isinstance(raw, dict):
-        errors.add(path, "Each reference item must be an object with url, kind, name and mimeType.")
+def _check_integer(key: str, bounds: IntegerFormat, value: str, path: str, errors: _Errors) -> str | None:
+    """Canonical base-10 form ("007" -> "7") within bounds, or an error.
+
+    ``int`` raises ``ValueError`` past 4300 digits (Python's guard against slow parsing); such
+    a value is far outside any bounds, so it is refused like one, not left to crash the request.
+    """
+    if not _INTEGER.fullmatch(value.strip()):
+        errors.add(path, f"{key} must be a base-10 integer, or empty for a random result.")
         return None
+    try:
+        number: int | None = int(value.strip())
+    except ValueError:
+        number = None
+    if number is None or not bounds.min <= number <= bounds.max:
+        errors.add(path, f"{key} must be between {bounds.min} and {bounds.max}.")
+        return None
+    return str(number)
+
+
+def _item_strings(raw: dict[str, Any], path: str, errors: _Errors) -> tuple[dict[str, str | None], bool]:
+    """The item's string fields, and whether every key is known, typed right and present."""
     ok = True
     for key in raw:
         if key not in REFERENCE_ITEM_KEYS:
             errors.add(f"{path}.{key}", f"Unknown reference field; allowed: {', '.join(REFERENCE_ITEM_KEYS)}.")
             ok = False
-    strings = {}
+    strings: dict[str, str | None] = {}
     for key in ("url", "kind", "mimeType", "name", "durationToken"):
         value = raw.get(key)
         if value is not None and not isinstance(value, str):
@@ -150,6 +161,14 @@ def _check_reference_item(rules: ReferenceRules, raw: Any, path: str, errors: _E
         if raw.get(key) is None or raw.get(key) == "":
             errors.add(f"{path}.{key}", f"{key} is required.")
             ok = False
+    return strings, ok
+
+
+def _check_reference_item(rules: ReferenceRules, raw: Any, path: str, errors: _Errors) -> ReferenceItem | None:
+    if not isinstance(raw, dict):
+        errors.add(path, "Each reference item must be an object with url, kind, name and mimeType.")
+        return None
+    strings, ok = _item_strings(raw, path, errors)
     kind, mime = strings["kind"], strings["mimeType"]
     if kind and kind not in rules.kinds:
         errors.add(f"{path}.kind", f"This model accepts reference kinds: {', '.join(rules.kinds)}.")
@@ -210,6 +229,9 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
     errors = _Errors()
     if not isinstance(body, dict):
         raise ValidationFailed("The request body must be a JSON object.", [FieldError("body", "Expected an object.")])
+    broken = lone_surrogate_fields(body)
+    if broken:  # alone: the other checks would quote the broken text in their messages
+        raise ValidationFailed(details=[FieldError(f, "Not valid Unicode text (lone surrogate).") for f in broken])
     for key in body:
         if key not in TOP_LEVEL_KEYS:
             errors.add(key, f"Unknown field; allowed: {', '.join(TOP_LEVEL_KEYS)}.")

@@ -43,6 +43,8 @@ async def _json_body(request: Request) -> Any:
         return json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed("The body is not valid JSON.", [FieldError("body", str(exc)[:200])]) from exc
+    except RecursionError as exc:  # json nests by recursion; a 1 MiB body can nest far deeper
+        raise ValidationFailed("The body nests too deeply.", [FieldError("body", "Nested too deeply.")]) from exc
 
 
 def view(deps: Deps, request: Request) -> TaskView:
