@@ -65,11 +65,24 @@ class TaskRun:
             self._work.cancel()
 
     async def _heartbeat(self) -> None:
+        """Renew the lease every third of its length. A renewal that fails (the database is
+        briefly away) is retried at the next beat; once the lease has surely run out, the task
+        may belong to another worker, so this run stops and writes nothing more."""
         deps, claim = self.deps, self.claim
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
             await asyncio.sleep(deps.settings.lease_seconds / 3)
-            async with deps.db.write() as session:
-                cancel = await lease.renew(session, claim.task_id, claim.lease_token, deps.clock.now(), deps.lease)
+            try:
+                async with deps.db.write() as session:
+                    cancel = await lease.renew(session, claim.task_id, claim.lease_token, deps.clock.now(), deps.lease)
+            except Exception as exc:
+                if loop.time() - renewed >= deps.settings.lease_seconds:
+                    self.stop("lease_lost")
+                    return
+                log.warning("lease renewal of %s failed (%s); retrying", claim.task_id, exc.__class__.__name__)
+                continue
+            renewed = loop.time()
             if cancel is None or cancel:
                 self.stop("lease_lost" if cancel is None else "cancel")
                 return
