@@ -87,7 +87,9 @@ async def test_keys_are_stored_hashed_only(deps, customer: Customer) -> None:
 
 async def test_unknown_route_and_method_use_the_envelope(client: httpx.AsyncClient, customer: Customer) -> None:
     assert_envelope(await client.get("/api/v1/nothing-here", headers=customer.headers), 404, "not_found")
-    assert_envelope(await client.delete("/api/v1/tasks", headers=customer.headers), 405, "method_not_allowed")
+    not_allowed = await client.delete("/api/v1/tasks", headers=customer.headers)
+    assert_envelope(not_allowed, 405, "method_not_allowed")
+    assert not_allowed.headers["Allow"] == "GET, POST"
 
 
 @pytest.mark.parametrize(

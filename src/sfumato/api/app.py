@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from sfumato import __version__
 from sfumato.api import errors
@@ -21,8 +22,12 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
+    app.state.route_methods = []
     for module in (models, tasks, files, account):
         app.include_router(module.router)
+        app.state.route_methods += [
+            (route.path_regex, route.methods) for route in module.router.routes if isinstance(route, APIRoute)
+        ]
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, Any]:

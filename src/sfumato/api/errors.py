@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,10 +56,20 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return envelope(request, 422, "validation_failed", "The request is not valid.", details)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method any route serves on this path: Starlette names only the first route's."""
+    path = request.url.path
+    table: list[tuple[re.Pattern[str], set[str]]] = request.app.state.route_methods
+    return ", ".join(sorted({m for regex, methods in table if regex.match(path) for m in methods}))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return envelope(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return envelope(request, exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
