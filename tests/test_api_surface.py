@@ -8,6 +8,7 @@ from sqlalchemy import event, func, select
 
 from sfumato.accounts import keys
 from sfumato.accounts import service as accounts
+from sfumato.clock import FrozenClock
 from sfumato.db.models import ApiKey, LedgerEntry, Task
 from tests.conftest import Customer, new_customer, serve
 from tests.helpers import create
@@ -65,12 +66,30 @@ async def test_malformed_key_is_refused_without_touching_the_database(make_deps)
     assert statements == []
 
 
-async def test_revoked_key_is_refused_at_once(deps, client: httpx.AsyncClient, customer: Customer) -> None:
-    assert (await client.get("/api/v1/account", headers=customer.headers)).status_code == 200
-    async with deps.db.write() as session:
-        [key] = await accounts.list_keys(session, customer.account_id)
-        await accounts.revoke_key(session, key.id, deps.clock.now())
-    assert_envelope(await client.get("/api/v1/account", headers=customer.headers), 401, "unauthorized")
+async def test_revoked_key_is_refused_once_the_auth_cache_expires(make_deps) -> None:
+    clock = FrozenClock()
+    deps = await make_deps(clock=clock, auth_cache_seconds=5, run_worker=False)
+    who = await new_customer(deps)
+    async for client in serve(deps):
+        assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200
+        async with deps.db.write() as session:
+            [key] = await accounts.list_keys(session, who.account_id)
+            await accounts.revoke_key(session, key.id, deps.clock.now())
+        clock.advance(seconds=4)
+        assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200  # cached
+        clock.advance(seconds=1.5)
+        assert_envelope(await client.get("/api/v1/account", headers=who.headers), 401, "unauthorized")
+
+
+async def test_without_the_auth_cache_a_revoked_key_is_refused_at_once(make_deps) -> None:
+    deps = await make_deps(auth_cache_seconds=0, run_worker=False)
+    who = await new_customer(deps)
+    async for client in serve(deps):
+        assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200
+        async with deps.db.write() as session:
+            [key] = await accounts.list_keys(session, who.account_id)
+            await accounts.revoke_key(session, key.id, deps.clock.now())
+        assert_envelope(await client.get("/api/v1/account", headers=who.headers), 401, "unauthorized")
 
 
 async def test_keys_are_stored_hashed_only(deps, customer: Customer) -> None:

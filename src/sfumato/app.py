@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from sfumato.api.app import build_api
-from sfumato.api.dependencies import CreateRateLimit
+from sfumato.api.dependencies import CreateRateLimit, KeyCache
 from sfumato.catalog import load_catalog
 from sfumato.clock import Clock, SystemClock
 from sfumato.db import migrate
@@ -89,4 +89,5 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
     app = build_api(lifespan)
     app.state.deps = deps
     app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create)
+    app.state.key_cache = KeyCache(deps.settings.auth_cache_seconds, lambda: deps.clock.now().timestamp())
     return app

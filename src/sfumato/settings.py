@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """How many times a task may be claimed (crash recoveries included) before it fails."""
     maintenance_interval_seconds: float = Field(default=5.0, gt=0)
 
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long an API process trusts a key it has checked; a revocation takes effect within it."""
+
     # Credits, limits, retention
     rate_limit_create: str = "120/minute"
     """Per-key limit on task creation, in the ``limits`` notation (``N/second|minute|hour``)."""

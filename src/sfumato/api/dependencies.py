@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem, parse
@@ -33,16 +35,39 @@ class Principal:
     key_hash: str
 
 
+class KeyCache:
+    """Keys this process checked recently (hash → account), for ``SFUMATO_AUTH_CACHE_SECONDS``.
+
+    Saves a database round trip on most requests; a revoked key is refused everywhere within
+    that time. Only good keys are kept, so guessing cannot fill it; it is bounded in size.
+    """
+
+    def __init__(self, seconds: float, timer: Callable[[], float]):
+        self._cache: TTLCache[str, str] | None = (
+            TTLCache(maxsize=100_000, ttl=seconds, timer=timer) if seconds > 0 else None
+        )
+
+    async def account_for(self, deps: Deps, secret: str) -> str | None:
+        digest = keys.hash_key(secret)
+        if self._cache is not None and (hit := self._cache.get(digest)) is not None:
+            return hit
+        async with deps.db.read() as session:
+            account_id = await authenticate(session, secret)
+        if account_id is not None and self._cache is not None:
+            self._cache[digest] = account_id
+        return account_id
+
+
 async def principal(
-    deps: DepsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, deps: DepsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("Send your API key as `Authorization: Bearer sk-…`.")
     secret = credentials.credentials
     account_id = None
     if keys.well_formed(secret):  # a mistyped or made-up key costs no database round trip
-        async with deps.db.read() as session:
-            account_id = await authenticate(session, secret)
+        cache: KeyCache = request.app.state.key_cache
+        account_id = await cache.account_for(deps, secret)
     if account_id is None:
         raise Unauthorized("The API key is not valid or has been revoked.")
     return Principal(account_id, keys.hash_key(secret))

@@ -50,7 +50,9 @@ class Database:
             write_engine = self.engine.execution_options(sqlite_immediate=True)
         else:
             self.engine = create_async_engine(
-                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=30
+                # No pre-ping: it costs a round trip per checkout. A connection broken by a
+                # database restart fails its request (503) and is discarded by the pool.
+                url, echo=echo, pool_size=10, max_overflow=20, pool_timeout=30
             )
             write_engine = self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)

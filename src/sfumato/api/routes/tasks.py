@@ -6,7 +6,8 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.schemas import ErrorEnvelope, TaskCreate, TaskOut, TaskPage, TaskView
@@ -16,6 +17,8 @@ from sfumato.errors import FieldError, SfumatoError, ValidationFailed
 from sfumato.tasks import service
 from sfumato.tasks.status import Status
 
+# Routes return JSONResponse: the body is built by TaskView from our own rows, so FastAPI's
+# re-validation against ``response_model`` (kept for the OpenAPI document) would be pure cost.
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -65,19 +68,18 @@ def view(deps: Deps, request: Request) -> TaskView:
         429: {"model": ErrorEnvelope}, **_errors,
     },
 )
-async def create_task(request: Request, response: Response, deps: DepsDep, who: RateLimitedPrincipal) -> dict[str, Any]:
+async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
     body = await _json_body(request)
     task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
     async with deps.db.write() as session:
         outcome = await service.create_task(
             session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window
         )
+    body = view(deps, request).task(outcome.task)
     if outcome.created:
         deps.signals.task_queued()
-    else:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return view(deps, request).task(outcome.task)
+        return JSONResponse(body, status_code=202)
+    return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
 
 @router.get("", summary="List tasks", response_model=TaskPage, responses=_errors)
@@ -87,27 +89,28 @@ async def list_tasks(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     status: Status | None = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     async with deps.db.read() as session:
         tasks, next_cursor = await service.list_tasks(
             session, who.account_id, limit=limit, cursor=cursor, status=status, model=model
         )
     shape = view(deps, request)
-    return {"data": [shape.task(t) for t in tasks], "next_cursor": next_cursor, "has_more": next_cursor is not None}
+    page = [shape.task(t) for t in tasks]
+    return JSONResponse({"data": page, "next_cursor": next_cursor, "has_more": next_cursor is not None})
 
 
 @router.get("/{task_id}", summary="Get a task", response_model=TaskOut, responses=_errors)
-async def get_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+async def get_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
     async with deps.db.read() as session:
         task = await service.get_task(session, who.account_id, task_id)
-    return view(deps, request).task(task)
+    return JSONResponse(view(deps, request).task(task))
 
 
 @router.post(
     "/{task_id}/cancel", summary="Cancel a task", response_model=TaskOut,
     responses={409: {"model": ErrorEnvelope}, **_errors},
 )
-async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
     async with deps.db.read() as session:
         model = (await service.get_task(session, who.account_id, task_id)).model
     cancelable = deps.providers.for_model(model).supports_cancel
@@ -117,4 +120,4 @@ async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: Princi
         )
     if task.status == Status.RUNNING:
         deps.signals.cancel_requested(task.id)
-    return view(deps, request).task(task)
+    return JSONResponse(view(deps, request).task(task))
