@@ -41,8 +41,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                              env=env, capture_output=True, text=True, check=True).stdout
     key = json.loads(created)["api_key"]
     port = _port()
-    log = Path(data / "server.log").open("w")
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
+    with (data / "server.log").open("w") as log:
+        proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -69,7 +69,7 @@ def test_every_operation_conforms(live_server: tuple[str, dict[str, str]], tmp_p
         "--exclude-checks", "positive_data_acceptance",
         "--report", "json", "--report-json-path", str(report),
     ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:]
     summary = json.loads(report.read_text())
     operations = summary["operations"]
