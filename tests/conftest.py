@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ async def customer(deps: Deps) -> Customer:
     return await new_customer(deps)
 
 
+@asynccontextmanager
 async def serve(deps: Deps) -> AsyncIterator[httpx.AsyncClient]:
     """The app (worker included unless ``run_worker`` is off) behind an in-process client."""
     app = create_app(deps=deps)
@@ -165,5 +167,5 @@ async def serve(deps: Deps) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def client(deps: Deps) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in serve(deps):
+    async with serve(deps) as c:
         yield c

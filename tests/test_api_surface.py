@@ -55,7 +55,7 @@ async def test_malformed_key_is_refused_without_touching_the_database(make_deps)
     good = keys.generate()
     tampered = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
     assert not keys.well_formed(tampered)
-    async for client in serve(deps):
+    async with serve(deps) as client:
         event.listen(deps.db.engine.sync_engine, "before_cursor_execute", count)
         try:
             for key in ("sk-nope", tampered):
@@ -70,7 +70,7 @@ async def test_revoked_key_is_refused_once_the_auth_cache_expires(make_deps) -> 
     clock = FrozenClock()
     deps = await make_deps(clock=clock, auth_cache_seconds=5, run_worker=False)
     who = await new_customer(deps)
-    async for client in serve(deps):
+    async with serve(deps) as client:
         assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200
         async with deps.db.write() as session:
             [key] = await accounts.list_keys(session, who.account_id)
@@ -84,7 +84,7 @@ async def test_revoked_key_is_refused_once_the_auth_cache_expires(make_deps) -> 
 async def test_without_the_auth_cache_a_revoked_key_is_refused_at_once(make_deps) -> None:
     deps = await make_deps(auth_cache_seconds=0, run_worker=False)
     who = await new_customer(deps)
-    async for client in serve(deps):
+    async with serve(deps) as client:
         assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200
         async with deps.db.write() as session:
             [key] = await accounts.list_keys(session, who.account_id)
@@ -140,7 +140,7 @@ async def test_oversized_body_is_refused_before_it_is_read(client: httpx.AsyncCl
 async def test_rate_limit_is_429_with_retry_after_and_free(make_deps) -> None:
     deps = await make_deps(rate_limit_create="3/minute", run_worker=False)
     who = await new_customer(deps, credits=100)
-    async for client in serve(deps):
+    async with serve(deps) as client:
         statuses = [(await create(client, who, model="qwen-image")).status_code for _ in range(3)]
         assert statuses == [202, 202, 202]
         limited = await create(client, who, model="qwen-image")

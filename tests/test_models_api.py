@@ -72,7 +72,7 @@ async def test_a_model_file_in_the_catalog_dir_is_listed_and_runs(make_deps, tmp
     write_model(catalog_dir, NEW_MODEL)
     deps = await make_deps(catalog_dir=catalog_dir)
     who = await new_customer(deps, credits=10)
-    async for client in serve(deps):
+    async with serve(deps) as client:
         listed = (await client.get("/api/v1/models")).json()["data"]
         assert sorted(m["id"] for m in listed) == sorted([*MODEL_IDS, "acme-sketch"])
         detail = (await client.get("/api/v1/models/acme-sketch")).json()
