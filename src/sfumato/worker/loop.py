@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 
+from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
 from sfumato.worker import lease
@@ -94,8 +95,19 @@ class Worker:
         for waiter in pending:
             waiter.cancel()
 
+    def _listener(self) -> PgListener | None:
+        if self.deps.db.is_sqlite:
+            return None
+        signals = self.deps.signals
+        return PgListener(self.deps.db.url, {
+            TASK_QUEUED: lambda _payload: signals.task_queued(),
+            CANCEL_REQUESTED: lambda task_id: self._cancel_signal(task_id),
+        })
+
     async def run(self, stop: asyncio.Event) -> None:
         upkeep = asyncio.create_task(self._maintenance(stop))
+        listener = self._listener()
+        listening = asyncio.create_task(listener.run(stop)) if listener else None
         try:
             while not stop.is_set():
                 try:
@@ -108,9 +120,11 @@ class Worker:
                     await self._wait_for_work(stop)
         finally:
             await self._drain()
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
+            for helper in (upkeep, listening):
+                if helper is not None:
+                    helper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await helper
 
     async def _drain(self) -> None:
         if not self._tasks:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.schemas import ErrorEnvelope, TaskCreate, TaskOut, TaskPage, TaskView
 from sfumato.catalog import validate_task_request
+from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, SfumatoError, ValidationFailed
 from sfumato.tasks import service
@@ -75,6 +76,8 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
         outcome = await service.create_task(
             session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window
         )
+        if outcome.created:
+            await notify(session, TASK_QUEUED)
     body = view(deps, request).task(outcome.task)
     if outcome.created:
         deps.signals.task_queued()
@@ -118,6 +121,8 @@ async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: Princi
         task = await service.cancel_task(
             session, who.account_id, task_id, deps.clock.now(), running_cancelable=cancelable
         )
+        if task.status == Status.RUNNING:
+            await notify(session, CANCEL_REQUESTED, task.id)
     if task.status == Status.RUNNING:
         deps.signals.cancel_requested(task.id)
     return JSONResponse(view(deps, request).task(task))
