@@ -88,6 +88,6 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
 
     app = build_api(lifespan)
     app.state.deps = deps
-    app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create)
+    app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create, deps.settings.redis_url)
     app.state.key_cache = KeyCache(deps.settings.auth_cache_seconds, lambda: deps.clock.now().timestamp())
     return app

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """How many times a task may be claimed (crash recoveries included) before it fails."""
     maintenance_interval_seconds: float = Field(default=5.0, gt=0)
 
+    redis_url: str | None = None
+    """``redis://host:6379/0``: share rate limits between API processes. Unset: per process."""
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     """How long an API process trusts a key it has checked; a revocation takes effect within it."""
 

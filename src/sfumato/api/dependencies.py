@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,13 +12,16 @@ from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
 
 from sfumato.accounts import keys
 from sfumato.accounts.service import authenticate
 from sfumato.deps import Deps
 from sfumato.errors import RateLimited, Unauthorized
+
+log = logging.getLogger("sfumato.api")
 
 
 def get_deps(request: Request) -> Deps:
@@ -77,16 +81,32 @@ PrincipalDep = Annotated[Principal, Depends(principal)]
 
 
 class CreateRateLimit:
-    """Per-key limit on task creation, in process memory (one API process)."""
+    """Per-key limit on task creation: in Redis when configured (shared by every API process),
+    else in process memory. A sliding-window counter: constant work and memory per key.
 
-    def __init__(self, spec: str):
+    If Redis cannot be reached the limit *fails open* (the request goes on, a warning is
+    logged): the limit protects capacity, while credits, which protect money, are enforced by
+    the database either way. An outage of the limiter should not become an outage of the API.
+    """
+
+    def __init__(self, spec: str, redis_url: str | None = None):
         self.item: RateLimitItem = parse(spec)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage: Storage = MemoryStorage()
+        if redis_url:
+            storage = RedisStorage(
+                "async+" + redis_url, implementation="redispy", wrap_exceptions=True, key_prefix="sfumato",
+                socket_connect_timeout=0.5, socket_timeout=0.5,
+            )
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
 
     async def check(self, key: str) -> None:
-        if await self.limiter.hit(self.item, "create-task", key):
+        try:
+            if await self.limiter.hit(self.item, "create-task", key):
+                return
+            stats = await self.limiter.get_window_stats(self.item, "create-task", key)
+        except StorageError as exc:
+            log.warning("rate limit storage unavailable (%s); allowing the request", exc.storage_error)
             return
-        stats = await self.limiter.get_window_stats(self.item, "create-task", key)
         raise RateLimited(int(stats.reset_time - time.time()) + 1)
 
 
