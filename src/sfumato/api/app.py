@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -12,7 +11,8 @@ from fastapi.routing import APIRoute
 from sfumato import __version__
 from sfumato.api import errors
 from sfumato.api.middleware import RequestIdMiddleware
-from sfumato.api.routes import account, files, models, tasks
+from sfumato.api.routes import account, files, models, operations, tasks
+from sfumato.metrics import HttpMetricsMiddleware
 
 DESCRIPTION = """One HTTP API over many image models. Create a task (model id, prompt, params),
 get `queued` and a credit reservation back at once, poll until it `succeeded` or `failed`."""
@@ -21,17 +21,14 @@ get `queued` and a credit reservation back at once, poll until it `succeeded` or
 def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
     app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.route_methods = []
-    for module in (models, tasks, files, account):
+    for module in (models, tasks, files, account, operations):
         app.include_router(module.router)
         app.state.route_methods += [
             (route.path_regex, route.methods) for route in module.router.routes if isinstance(route, APIRoute)
         ]
-
-    @app.get("/healthz", tags=["operations"], summary="Liveness")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok"}
 
     return app
 

@@ -99,6 +99,11 @@ class CreateRateLimit:
             )
         self.limiter = SlidingWindowCounterRateLimiter(storage)
 
+    async def ping(self) -> None:
+        """Raise unless the storage answers (readiness)."""
+        if not await self.limiter.storage.check():
+            raise ConnectionError("rate limit storage did not answer")
+
     async def check(self, key: str) -> None:
         try:
             if await self.limiter.hit(self.item, "create-task", key):

@@ -60,10 +60,10 @@ async def renew(session: AsyncSession, task_id: str, token: str, now: datetime, 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def expired(session: AsyncSession, now: datetime, limit: int = 100) -> list[tuple[str, str, int]]:
-    """Running tasks whose lease ran out: ``(task_id, lease_token, attempts)``."""
+async def expired(session: AsyncSession, now: datetime, limit: int = 100) -> list[tuple[str, str, int, str, int]]:
+    """Running tasks whose lease ran out: ``(task_id, lease_token, attempts, model, reserved_credits)``."""
     stmt = (
-        select(Task.id, Task.lease_token, Task.attempts)
+        select(Task.id, Task.lease_token, Task.attempts, Task.model, Task.reserved_credits)
         .where(Task.status == Status.RUNNING.value, Task.lease_expires_at < now).limit(limit)
     )
-    return [(row[0], row[1] or "", row[2]) for row in (await session.execute(stmt)).all()]
+    return [(row[0], row[1] or "", row[2], row[3], row[4]) for row in (await session.execute(stmt)).all()]

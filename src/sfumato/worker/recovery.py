@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy import select, update
 
+from sfumato import metrics
 from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
@@ -21,7 +22,7 @@ async def recover_expired_leases(deps: Deps) -> tuple[int, int]:
     requeued = failed = 0
     async with deps.db.read() as session:
         stale = await lease.expired(session, deps.clock.now())
-    for task_id, token, attempts in stale:
+    for task_id, token, attempts, model, reserved in stale:
         async with deps.db.write() as session:
             now = deps.clock.now()
             if attempts < deps.settings.max_attempts:
@@ -32,6 +33,7 @@ async def recover_expired_leases(deps: Deps) -> tuple[int, int]:
                 message=f"The worker running this task stopped responding {attempts} time(s); credits refunded.",
             ):
                 failed += 1
+                metrics.task_ended(model, "failed", reserved, 0)
     if requeued or failed:
         log.warning("recovered expired leases: %d requeued, %d failed", requeued, failed)
     return requeued, failed

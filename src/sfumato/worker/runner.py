@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sfumato import metrics
 from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
 from sfumato.files.outputs import media_entry, write_outputs
@@ -94,14 +96,20 @@ class TaskRun:
             raise ProviderError("model_unavailable", f"The model {claim.model} is no longer served.")
         params = {k: v for k, v in claim.params.items() if isinstance(v, str)}
         job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim))
-        self._work = asyncio.create_task(deps.providers.for_model(claim.model).run(job))
+        provider = deps.providers.for_model(claim.model)
+        self._work = asyncio.create_task(provider.run(job))
         if self.stop_reason is not None:
             self._work.cancel()
         beat = asyncio.create_task(self._heartbeat())
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(deps.settings.task_timeout_seconds):
                 return await self._work
+        except ProviderError as exc:
+            metrics.PROVIDER_ERRORS.labels(provider.name, claim.model, exc.code).inc()
+            raise
         finally:
+            metrics.PROVIDER_LATENCY.labels(provider.name, claim.model).observe(time.perf_counter() - started)
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
@@ -114,7 +122,7 @@ class TaskRun:
             if (current is not None and current.cancelling()) or self.stop_reason is None:
                 raise  # the worker itself is stopping: it hands the task back
             if self.stop_reason == "cancel":
-                await self._end(lambda s: lifecycle.cancel(
+                await self._end(Status.CANCELED, lambda s: lifecycle.cancel(
                     s, self.claim.task_id, now=self.deps.clock.now(), source=(Status.RUNNING,),
                     lease_token=self.claim.lease_token))
             else:
@@ -134,14 +142,16 @@ class TaskRun:
         await self._succeed(outputs)
 
     async def _fail(self, code: str, message: str) -> None:
-        await self._end(lambda s: lifecycle.fail(
+        await self._end(Status.FAILED, lambda s: lifecycle.fail(
             s, self.claim.task_id, code=code, message=message, now=self.deps.clock.now(),
             lease_token=self.claim.lease_token))
 
-    async def _end(self, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
+    async def _end(self, status: Status, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
         async with self.deps.db.write() as session:
             won = await finish(session)
-        if not won:
+        if won:
+            metrics.task_ended(self.claim.model, status, self.claim.reserved_credits, 0)
+        else:
             log.info("task %s was ended elsewhere first", self.claim.task_id)
         return won
 
@@ -171,6 +181,7 @@ class TaskRun:
                 )
                 if not won:
                     raise _Lost
+            metrics.task_ended(claim.model, Status.SUCCEEDED, claim.reserved_credits, claim.reserved_credits)
         except _Lost:
             log.info("task %s was ended elsewhere first; discarding its outputs", claim.task_id)
         finally:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from sfumato import metrics
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.schemas import ErrorEnvelope, TaskCreate, TaskOut, TaskPage, TaskView
 from sfumato.catalog import validate_task_request
@@ -81,6 +82,8 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     body = view(deps, request).task(outcome.task)
     if outcome.created:
         deps.signals.task_queued()
+        metrics.TASKS_CREATED.labels(outcome.task.model).inc()
+        metrics.CREDITS.labels("reserved").inc(outcome.task.reserved_credits)
         return JSONResponse(body, status_code=202)
     return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
@@ -115,8 +118,9 @@ async def get_task(task_id: str, request: Request, deps: DepsDep, who: Principal
 )
 async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
     async with deps.db.read() as session:
-        model = (await service.get_task(session, who.account_id, task_id)).model
-    cancelable = deps.providers.for_model(model).supports_cancel
+        before = await service.get_task(session, who.account_id, task_id)
+    was_queued = before.status == Status.QUEUED
+    cancelable = deps.providers.for_model(before.model).supports_cancel
     async with deps.db.write() as session:
         task = await service.cancel_task(
             session, who.account_id, task_id, deps.clock.now(), running_cancelable=cancelable
@@ -125,4 +129,6 @@ async def cancel_task(task_id: str, request: Request, deps: DepsDep, who: Princi
             await notify(session, CANCEL_REQUESTED, task.id)
     if task.status == Status.RUNNING:
         deps.signals.cancel_requested(task.id)
+    elif was_queued and task.status == Status.CANCELED:
+        metrics.task_ended(task.model, task.status, task.reserved_credits, 0)
     return JSONResponse(view(deps, request).task(task))
