@@ -28,6 +28,12 @@ from sfumato.db.models import Base
 from sfumato.deps import Deps
 from sfumato.settings import Settings
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart services run last, so nothing else sees the restart."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_services") is not None)
+
+
 PG_ADMIN_URL = os.environ.get("SFUMATO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
