@@ -48,7 +48,7 @@ async def test_get_model_is_the_machine_readable_page(client: httpx.AsyncClient,
     assert spec["files_api"] == page["files_api"]
     assert spec["base_credits"] == page["base_credits"]
     assert spec.get("prompt_max_chars") == page["prompt_max_chars"]
-    params = [(p["key"], p["type"], p.get("default"), tuple(p["options"]) if "options" in p else None)
+    params = [(p["key"], p["type"], p.get("default"), tuple(p["options"]) if p.get("options") else None)
               for p in spec["params"]]
     assert params == [row[:4] for row in page["params"]]
     if page["max_files"] is None:
@@ -128,3 +128,12 @@ async def test_a_lone_surrogate_in_the_body_is_a_422_not_a_crash(
     payload = assert_envelope(response, 422, "validation_failed")
     assert sorted(d["field"] for d in payload["error"]["details"]) == ["client_request_id", "prompt"]
     await _nothing_created(client, customer, before)
+
+
+async def test_absent_facts_are_explicit_nulls_and_the_enforced_prompt_limit_is_given(
+    client: httpx.AsyncClient,
+) -> None:
+    gpt = (await client.get("/api/v1/models/gpt-image-1-5")).json()
+    assert gpt["prompt_max_chars"] is None and gpt["effective_prompt_max_chars"] == 32000
+    imagen = (await client.get("/api/v1/models/google-imagen4")).json()
+    assert imagen["references"] is None and imagen["effective_prompt_max_chars"] == 5000

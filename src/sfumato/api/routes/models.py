@@ -14,13 +14,16 @@ from sfumato.errors import NotFound
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
-def model_view(spec: ModelSpec) -> dict[str, Any]:
-    return {"object": "model", **spec.model_dump(mode="json", exclude_none=True)}
+def model_view(spec: ModelSpec, server_prompt_cap: int) -> dict[str, Any]:
+    """Every field of the spec, absent ones as ``null`` (a missing key would hide that the page
+    documents no limit), plus the prompt limit this server actually enforces."""
+    return {"object": "model", **spec.model_dump(mode="json"),
+            "effective_prompt_max_chars": spec.prompt_max_chars or server_prompt_cap}
 
 
 @router.get("", summary="List models")
 async def list_models(deps: DepsDep) -> dict[str, Any]:
-    return {"data": [model_view(spec) for spec in deps.catalog]}
+    return {"data": [model_view(spec, deps.settings.max_prompt_chars) for spec in deps.catalog]}
 
 
 @router.get("/{model_id}", summary="Get a model", responses={404: {"model": ErrorEnvelope}})
@@ -28,4 +31,4 @@ async def get_model(model_id: str, deps: DepsDep) -> dict[str, Any]:
     spec = deps.catalog.get(model_id)
     if spec is None:
         raise NotFound(f"No model {model_id[:100]!r}; known: {', '.join(deps.catalog.ids)}.")
-    return model_view(spec)
+    return model_view(spec, deps.settings.max_prompt_chars)
