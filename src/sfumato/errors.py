@@ -71,6 +71,12 @@ class TaskNotCancelable(SfumatoError):
     default_message = "The task cannot be canceled in its current state."
 
 
+class FileTooLarge(SfumatoError):
+    code = "file_too_large"
+    status = 413
+    default_message = "The file is larger than the limit."
+
+
 class LinkExpired(SfumatoError):
     code = "link_expired"
     status = 403

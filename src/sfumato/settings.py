@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     media_url_ttl_seconds: int = Field(default=3600, ge=60, le=604800)
     output_retention_hours: float = Field(default=168.0, gt=0)
 
+    # Files
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    """Largest accepted upload (the model pages allow 10 MB per reference image)."""
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    """Largest accepted image in pixels, checked from the header before any decode."""
+    upload_retention_hours: float = Field(default=24.0, gt=0)
+
     # Catalog and sandbox
     catalog_dir: Path | None = None
     """Extra directory of model files (``*.yaml``) loaded after the built-in ones."""

@@ -84,6 +84,26 @@ class TaskPage(BaseModel):
     has_more: bool
 
 
+class FileOut(BaseModel):
+    id: str
+    url: str
+    kind: str
+    name: str
+    mimeType: str
+    bytes: int
+    width: int | None
+    height: int | None
+    purpose: Literal["upload", "output"]
+    created_at: str
+    expires_at: str | None
+
+
+class FilePage(BaseModel):
+    data: list[FileOut]
+    next_cursor: str | None
+    has_more: bool
+
+
 class AccountOut(BaseModel):
     id: str
     name: str

@@ -146,3 +146,6 @@ class StoredFile(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Hidden from the account (deleted or expired); the bytes may still serve a running task."""
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When the bytes were removed from storage."""

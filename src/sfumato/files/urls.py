@@ -34,7 +34,8 @@ class MediaSigner:
     def verify(self, file_id: str, account_id: str, expires: int, signature: str, now: datetime) -> bool:
         if expires < now.timestamp():
             return False
-        return hmac.compare_digest(signature, self._mac(file_id, account_id, expires))
+        # Compared as bytes: compare_digest refuses non-ASCII str, and a URL may carry anything.
+        return hmac.compare_digest(signature.encode(), self._mac(file_id, account_id, expires).encode())
 
 
 def file_id_from_url(url: str) -> str | None:

@@ -8,6 +8,12 @@ class Storage(Protocol):
     async def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``; readers see all of it or nothing."""
 
+    async def put_file(self, key: str, source: Path) -> None:
+        """Move the finished file ``source`` (from ``temp_dir``) under ``key``, atomically."""
+
+    def temp_dir(self) -> Path:
+        """Where uploads are spooled while they arrive (same file system as the store)."""
+
     async def get(self, key: str) -> bytes: ...
 
     async def delete(self, key: str) -> None:

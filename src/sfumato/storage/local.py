@@ -44,6 +44,20 @@ class LocalStorage:
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._write, self._path(key), data)
 
+    def _move(self, path: Path, source: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with source.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(source, path)
+
+    async def put_file(self, key: str, source: Path) -> None:
+        await asyncio.to_thread(self._move, self._path(key), source)
+
+    def temp_dir(self) -> Path:
+        path = self.root / ".incoming"
+        path.mkdir(exist_ok=True)
+        return path
+
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)
 

@@ -6,27 +6,25 @@ the task row, its reservation and its idempotency key become visible together or
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sfumato import ids
+from sfumato import ids, pagination
 from sfumato.billing import ledger
 from sfumato.catalog.validate import TaskRequest
 from sfumato.db.models import IdempotencyKey, Task
-from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable, ValidationFailed
+from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable
 from sfumato.files import references
 from sfumato.tasks import lifecycle
 from sfumato.tasks.status import Status
 
-MAX_PAGE = 100
+MAX_PAGE = pagination.MAX_PAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +110,6 @@ async def get_task(session: AsyncSession, account_id: str, task_id: str) -> Task
     return task
 
 
-def _encode_cursor(task: Task) -> str:
-    raw = json.dumps([task.created_at.isoformat(), task.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, task_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), str(task_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ValidationFailed(details=[FieldError("cursor", "Not a cursor this API returned.")]) from exc
-
-
 async def list_tasks(
     session: AsyncSession,
     account_id: str,
@@ -140,13 +125,10 @@ async def list_tasks(
         stmt = stmt.where(Task.status == status.value)
     if model is not None:
         stmt = stmt.where(Task.model == model)
-    if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
-        stmt = stmt.where(or_(Task.created_at < created, and_(Task.created_at == created, Task.id < last_id)))
-    limit = max(1, min(limit, MAX_PAGE))
-    rows = list(await session.scalars(stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)))
+    stmt, limit = pagination.page_query(stmt, Task.created_at, Task.id, cursor, limit)
+    rows = list(await session.scalars(stmt))
     page = rows[:limit]
-    return page, (_encode_cursor(page[-1]) if len(rows) > limit else None)
+    return page, (pagination.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
 
 
 async def cancel_task(

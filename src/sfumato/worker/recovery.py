@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
-
 from sfumato import metrics
-from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
+from sfumato.files.cleanup import purge_files
 from sfumato.tasks import lifecycle
 from sfumato.tasks.service import purge_idempotency_keys
 from sfumato.worker import lease
@@ -39,24 +37,9 @@ async def recover_expired_leases(deps: Deps) -> tuple[int, int]:
     return requeued, failed
 
 
-async def remove_expired_outputs(deps: Deps, batch: int = 200) -> int:
-    now = deps.clock.now()
-    async with deps.db.read() as session:
-        rows = list(await session.scalars(
-            select(StoredFile).where(
-                StoredFile.purpose == "output", StoredFile.deleted_at.is_(None), StoredFile.expires_at <= now
-            ).limit(batch)
-        ))
-    for stored in rows:
-        async with deps.db.write() as session:
-            await session.execute(update(StoredFile).where(StoredFile.id == stored.id).values(deleted_at=now))
-        await deps.storage.delete(stored.storage_key)
-    return len(rows)
-
-
 async def maintain(deps: Deps) -> None:
     """One round of upkeep; the worker calls it at start-up and then periodically."""
     await recover_expired_leases(deps)
     async with deps.db.write() as session:
         await purge_idempotency_keys(session, deps.clock.now(), deps.idempotency_window)
-    await remove_expired_outputs(deps)
+    await purge_files(deps)

@@ -1,19 +1,117 @@
-"""``/api/v1/files/{id}/content``: media bytes behind a signed, expiring URL (no API key needed)."""
+"""``/api/v1/files``: upload reference files, read, list and delete them, and download any
+file (upload or output) through its signed, expiring URL."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import Message, Receive
 
-from sfumato.api.dependencies import DepsDep
-from sfumato.api.schemas import ErrorEnvelope
+from sfumato.api.dependencies import DepsDep, PrincipalDep
+from sfumato.api.schemas import ErrorEnvelope, FileOut, FilePage
+from sfumato.clock import iso_ms
 from sfumato.db.models import StoredFile
-from sfumato.errors import LinkExpired, NotFound
+from sfumato.deps import Deps
+from sfumato.errors import FieldError, FileTooLarge, LinkExpired, NotFound, ValidationFailed
+from sfumato.files import uploads
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
+MULTIPART_SLACK = 64 * 1024
+"""Room for the multipart boundaries and part headers around the file itself."""
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
+
+
+def file_view(deps: Deps, request: Request, stored: StoredFile) -> dict[str, Any]:
+    now = deps.clock.now()
+    expires = now + timedelta(seconds=deps.settings.media_url_ttl_seconds)
+    if stored.expires_at is not None:
+        expires = min(expires, stored.expires_at)
+    base = deps.settings.public_url or str(request.base_url)
+    return {
+        "id": stored.id, "url": deps.signer.url(base, stored.id, stored.account_id, expires),
+        "kind": stored.kind, "name": stored.name, "mimeType": stored.mime_type, "bytes": stored.bytes,
+        "width": stored.width, "height": stored.height, "purpose": stored.purpose,
+        "created_at": iso_ms(stored.created_at),
+        "expires_at": iso_ms(stored.expires_at) if stored.expires_at else None,
+    }
+
+
+def _capped(receive: Receive, cap: int) -> Receive:
+    """The request body, refused as soon as it passes ``cap`` bytes (whatever it declared)."""
+    seen = 0
+
+    async def capped_receive() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise FileTooLarge("The upload is over the size limit.")
+        return message
+
+    return capped_receive
+
+
+async def _file_part(request: Request, deps: Deps, who_account: str) -> StoredFile:
+    cap = deps.settings.upload_max_bytes + MULTIPART_SLACK
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise FileTooLarge("The upload is over the size limit.")
+    capped = Request(request.scope, _capped(request.receive, cap))
+    try:
+        async with capped.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise ValidationFailed("Send the file as multipart form field `file`.",
+                                       [FieldError("file", "A file part named `file` is required.")])
+            return await uploads.store_upload(deps, who_account, part, deps.clock.now())
+    except HTTPException as exc:  # the multipart parser's refusals
+        raise ValidationFailed("The multipart body is malformed.", [FieldError("body", str(exc.detail))]) from exc
+
+
+@router.post(
+    "", summary="Upload a reference file", status_code=201, response_model=FileOut,
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}}}}}}},
+    responses={413: {"model": ErrorEnvelope}, **_errors},
+)
+async def upload_file(request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
+    stored = await _file_part(request, deps, who.account_id)
+    return JSONResponse(file_view(deps, request, stored), status_code=201)
+
+
+@router.get("", summary="List files", response_model=FilePage, responses=_errors)
+async def list_files(
+    request: Request, deps: DepsDep, who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> JSONResponse:
+    async with deps.db.read() as session:
+        rows, next_cursor = await uploads.list_files(session, who.account_id, deps.clock.now(),
+                                                     limit=limit, cursor=cursor)
+    return JSONResponse({"data": [file_view(deps, request, r) for r in rows], "next_cursor": next_cursor,
+                         "has_more": next_cursor is not None})
+
+
+@router.get("/{file_id}", summary="Get a file's metadata and a fresh URL", response_model=FileOut, responses=_errors)
+async def get_file(file_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
+    async with deps.db.read() as session:
+        stored = await uploads.get_file(session, who.account_id, file_id, deps.clock.now())
+    return JSONResponse(file_view(deps, request, stored))
+
+
+@router.delete("/{file_id}", summary="Delete a file", status_code=204, response_class=Response, responses=_errors)
+async def delete_file(file_id: str, deps: DepsDep, who: PrincipalDep) -> Response:
+    async with deps.db.write() as session:
+        await uploads.delete_file(session, who.account_id, file_id, deps.clock.now())
+    return Response(status_code=204)
 
 
 @router.get(
@@ -47,3 +145,6 @@ async def file_content(
         return FileResponse(path, media_type=stored.mime_type, headers=headers)
     data = await deps.storage.get(stored.storage_key)
     return Response(data, media_type=stored.mime_type, headers=headers)
+
+
+

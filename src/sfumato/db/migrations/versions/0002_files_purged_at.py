@@ -1,0 +1,32 @@
+"""files purged_at
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-22 12:26:59.701388
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import sfumato.db.types
+
+revision = '0002'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+
+    with op.batch_alter_table('files', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('purged_at', sfumato.db.types.UTCDateTime(timezone=True), nullable=True))
+
+
+
+
+def downgrade() -> None:
+
+    with op.batch_alter_table('files', schema=None) as batch_op:
+        batch_op.drop_column('purged_at')
+
+
