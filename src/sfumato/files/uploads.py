@@ -25,7 +25,9 @@ from sfumato.files.names import clean_name
 from sfumato.files.outputs import EXTENSIONS
 from sfumato.files.sniff import sniff_image
 
-CHUNK = 1024 * 1024
+CHUNK = 256 * 1024
+"""Copy size: each concurrent upload holds one chunk; 1 MiB chunks cost +25 MB RSS at 20 uploads,
+64 KiB ones a third of the throughput (one thread hop per chunk). See docs/benchmarks.md."""
 
 
 async def _spool(upload: UploadFile, directory: Path, limit: int) -> Path:
