@@ -7,6 +7,10 @@ from typing import Any
 
 import httpx
 
+from sfumato.catalog import validate_task_request
+from sfumato.deps import Deps
+from sfumato.tasks import service
+from sfumato.worker import lease
 from tests.conftest import Customer
 
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -31,3 +35,14 @@ async def wait_for_task(
 async def create(client: httpx.AsyncClient, who: Customer, **body: Any) -> httpx.Response:
     body.setdefault("prompt", "a red fox in fresh snow")
     return await client.post("/api/v1/tasks", json=body, headers=who.headers)
+
+
+async def claimed_tasks(deps: Deps, account_id: str, n: int) -> list[lease.Claim]:
+    """Create ``n`` tasks and claim them as a worker would (then never finish them)."""
+    request = validate_task_request({"model": "qwen-image", "prompt": "x"}, deps.catalog, max_prompt_chars=100)
+    for _ in range(n):
+        async with deps.db.write() as session:
+            await service.create_task(session, account_id, request, deps.clock.now(),
+                                      idempotency_window=deps.idempotency_window)
+    async with deps.db.write() as session:
+        return await lease.claim(session, n, deps.clock.now(), deps.lease)

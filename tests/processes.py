@@ -38,21 +38,21 @@ class Processes:
         return proc
 
     def api(
-        self, name: str, *, worker: bool = False, env: dict[str, str] | None = None
+        self, name: str, *, worker: bool = False, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
     ) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
-        args = ["serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
+        args = ["serve", "--port", str(port), *extra] + ([] if worker else ["--no-worker"])
         proc = self._spawn(name, args, env)
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _healthy(url), 30, f"{name} did not start: {self.log_text(name)}")
+        wait_until(lambda: healthy(url), 30, f"{name} did not start: {self.log_text(name)}")
         return proc, url
 
     def worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return self._spawn(name, ["worker"], env)
 
-    def log_text(self, name: str) -> str:
+    def log_text(self, name: str, tail: int = 4000) -> str:
         path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
     def stop_all(self) -> None:
         for proc in self.started:
@@ -65,7 +65,7 @@ class Processes:
                 proc.kill()
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:

@@ -9,14 +9,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from sfumato.catalog import validate_task_request
 from sfumato.db.models import LedgerEntry, Task
-from sfumato.deps import Deps
-from sfumato.tasks import lifecycle, service
+from sfumato.tasks import lifecycle
 from sfumato.tasks.status import Status
 from sfumato.worker import lease
 from tests.conftest import new_customer, serve
-from tests.helpers import wait_for_task
+from tests.helpers import claimed_tasks, wait_for_task
 from tests.money import books
 
 
@@ -82,20 +80,10 @@ async def test_success_settles_and_failure_refunds(make_deps) -> None:
                                                     "tasks": 1}
 
 
-async def _running_tasks(deps: Deps, account_id: str, n: int) -> list[lease.Claim]:
-    request = validate_task_request({"model": "qwen-image", "prompt": "x"}, deps.catalog, max_prompt_chars=100)
-    for _ in range(n):
-        async with deps.db.write() as session:
-            await service.create_task(session, account_id, request, deps.clock.now(),
-                                      idempotency_window=deps.idempotency_window)
-    async with deps.db.write() as session:
-        return await lease.claim(session, n, deps.clock.now(), deps.lease)
-
-
 async def test_racing_endings_finish_each_task_exactly_once(make_deps) -> None:
     deps = await make_deps(run_worker=False)
     who = await new_customer(deps, credits=1000)
-    claims = await _running_tasks(deps, who.account_id, 20)
+    claims = await claimed_tasks(deps, who.account_id, 20)
 
     async def end(kind: str, claim: lease.Claim) -> bool:
         async with deps.db.write() as session:

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from sfumato.cli import app
+from tests.processes import Processes
 
 runner = CliRunner()
 SFUMATO = [sys.executable, "-m", "sfumato.cli"]
@@ -67,35 +65,17 @@ def test_models_lists_the_catalog(cli_env: dict[str, str]) -> None:
     assert sorted(ids) == ["google-imagen4", "gpt-image-1-5", "grok-imagine", "qwen-image"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory):
     """The README's first command, once for the module: ``sfumato serve --demo``."""
     tmp_path = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "SFUMATO_DATA_DIR": str(tmp_path / "data"), "SFUMATO_SANDBOX_LATENCY_MS": "50"}
-    env.pop("SFUMATO_DATABASE_URL", None)
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([*SFUMATO, "serve", "--demo", "--port", str(port)], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    env = {"SFUMATO_DATA_DIR": str(tmp_path / "data"), "SFUMATO_SANDBOX_LATENCY_MS": "50", "SFUMATO_DATABASE_URL": ""}
+    processes = Processes(env, tmp_path)
+    _, url = processes.api("serve", worker=True, extra=("--demo",))
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError((tmp_path / "serve.log").read_text())
-        yield url, env
+        yield url, processes.env
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        processes.stop_all()
 
 
 @pytest.mark.parametrize(

@@ -10,52 +10,35 @@ accepted also depends on server state (credits, which files exist), so a documen
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.processes import Processes
+
 pytestmark = pytest.mark.slow
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     data = tmp_path_factory.mktemp("fuzz")
-    env = {**os.environ, "SFUMATO_DATA_DIR": str(data), "SFUMATO_SANDBOX_LATENCY_MS": "5",
+    env = {"SFUMATO_DATA_DIR": str(data), "SFUMATO_SANDBOX_LATENCY_MS": "5",
            "SFUMATO_RATE_LIMIT_CREATE": "1000000/minute"}
-    env.pop("SFUMATO_DATABASE_URL", None)
+    env["SFUMATO_DATABASE_URL"] = ""
     cli = [sys.executable, "-m", "sfumato.cli"]
     created = subprocess.run([*cli, "accounts", "create", "fuzz", "--credits", "1000000", "--json"],
                              env=env, capture_output=True, text=True, check=True).stdout
     key = json.loads(created)["api_key"]
-    port = _port()
-    with (data / "server.log").open("w") as log:
-        proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    processes = Processes(env, data)
+    _, url = processes.api("server", worker=True)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         yield url, {"Authorization": f"Bearer {key}"}
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        server_log = (data / "server.log").read_text()
+        processes.stop_all()
+        server_log = processes.log_text("server", tail=10**9)
         assert "Traceback" not in server_log, server_log[-3000:]
 
 

@@ -9,24 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from sfumato.catalog import validate_task_request
 from sfumato.db.models import Task
 from sfumato.deps import Deps
-from sfumato.tasks import service
 from sfumato.worker import lease
 from sfumato.worker.runner import TaskRun
 from tests.conftest import new_customer
-
-
-async def _claimed(deps: Deps) -> lease.Claim:
-    who = await new_customer(deps)
-    request = validate_task_request({"model": "qwen-image", "prompt": "x"}, deps.catalog, max_prompt_chars=100)
-    async with deps.db.write() as session:
-        await service.create_task(session, who.account_id, request, deps.clock.now(),
-                                  idempotency_window=deps.idempotency_window)
-    async with deps.db.write() as session:
-        [claim] = await lease.claim(session, 1, deps.clock.now(), deps.lease)
-    return claim
+from tests.helpers import claimed_tasks
 
 
 def _failing_renew(failures: int) -> Callable[..., Any]:
@@ -53,7 +41,7 @@ async def test_a_failed_renewal_is_retried_and_the_task_still_succeeds(
     make_deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deps = await make_deps(run_worker=False, lease_seconds=0.6, sandbox_latency_ms="700")
-    claim = await _claimed(deps)
+    [claim] = await claimed_tasks(deps, (await new_customer(deps)).account_id, 1)
     monkeypatch.setattr(lease, "renew", _failing_renew(1))
     await TaskRun(deps, claim).execute()
     assert await _status(deps, claim.task_id) == "succeeded"
@@ -63,7 +51,7 @@ async def test_renewals_failing_past_the_lease_stop_the_run_without_writes(
     make_deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deps = await make_deps(run_worker=False, lease_seconds=0.3, sandbox_latency_ms="5000")
-    claim = await _claimed(deps)
+    [claim] = await claimed_tasks(deps, (await new_customer(deps)).account_id, 1)
     monkeypatch.setattr(lease, "renew", _failing_renew(1000))
     run = TaskRun(deps, claim)
     await run.execute()

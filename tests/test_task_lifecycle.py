@@ -7,15 +7,13 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from sfumato.catalog import validate_task_request
 from sfumato.clock import FrozenClock
 from sfumato.db.models import Task
-from sfumato.deps import Deps
-from sfumato.tasks import lifecycle, service
+from sfumato.tasks import lifecycle
 from sfumato.worker import lease
 from sfumato.worker.recovery import recover_expired_leases
 from tests.conftest import new_customer, serve
-from tests.helpers import create, wait_for_task
+from tests.helpers import claimed_tasks, create, wait_for_task
 from tests.money import books
 
 
@@ -91,21 +89,11 @@ async def test_many_tasks_run_at_once(make_deps) -> None:
     assert peak > 1
 
 
-async def _claimed(deps: Deps, account_id: str, n: int) -> list[lease.Claim]:
-    request = validate_task_request({"model": "qwen-image", "prompt": "x"}, deps.catalog, max_prompt_chars=100)
-    for _ in range(n):
-        async with deps.db.write() as session:
-            await service.create_task(session, account_id, request, deps.clock.now(),
-                                      idempotency_window=deps.idempotency_window)
-    async with deps.db.write() as session:
-        return await lease.claim(session, n, deps.clock.now(), deps.lease)
-
-
 async def test_expired_leases_are_requeued_then_failed_and_refunded(make_deps) -> None:
     clock = FrozenClock()
     deps = await make_deps(run_worker=False, clock=clock, lease_seconds=30, max_attempts=2)
     who = await new_customer(deps, credits=20)
-    [claim] = await _claimed(deps, who.account_id, 1)
+    [claim] = await claimed_tasks(deps, who.account_id, 1)
     clock.advance(seconds=29)
     assert await recover_expired_leases(deps) == (0, 0)  # still inside its lease: untouched
     clock.advance(seconds=2)
@@ -126,7 +114,7 @@ async def test_a_worker_that_lost_its_lease_cannot_finish_the_task(make_deps) ->
     clock = FrozenClock()
     deps = await make_deps(run_worker=False, clock=clock)
     who = await new_customer(deps, credits=20)
-    [stale] = await _claimed(deps, who.account_id, 1)
+    [stale] = await claimed_tasks(deps, who.account_id, 1)
     clock.advance(seconds=deps.settings.lease_seconds + 1)
     await recover_expired_leases(deps)
     async with deps.db.write() as session:
@@ -145,7 +133,7 @@ async def test_a_worker_that_lost_its_lease_cannot_finish_the_task(make_deps) ->
 async def test_tasks_left_running_are_finished_by_the_next_start(make_deps) -> None:
     deps = await make_deps(lease_seconds=0.5, maintenance_interval_seconds=0.1)
     who = await new_customer(deps)
-    claims = await _claimed(deps, who.account_id, 3)  # a "dead worker" holds them
+    claims = await claimed_tasks(deps, who.account_id, 3)  # a "dead worker" holds them
     async with serve(deps) as client:
         done = [await wait_for_task(client, who, c.task_id, timeout=20) for c in claims]
     assert {d["status"] for d in done} == {"succeeded"}
