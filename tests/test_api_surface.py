@@ -179,3 +179,20 @@ async def test_a_body_nested_deeper_than_the_parser_can_go_is_422(
                                  headers={**customer.headers, "Content-Type": "application/json"})
     body = assert_envelope(response, 422, "validation_failed")
     assert [d["field"] for d in body["error"]["details"]] == ["body"]
+
+
+async def test_an_unreachable_database_is_503_with_retry_after(make_deps) -> None:
+    from sfumato.db.database import Database
+
+    deps = await make_deps(run_worker=False, auth_cache_seconds=0)
+    who = await new_customer(deps)
+    async with serve(deps) as client:
+        working = deps.db
+        deps.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")  # nothing listens there
+        try:
+            response = await client.get("/api/v1/tasks", headers=who.headers)
+        finally:
+            await deps.db.dispose()
+            deps.db = working
+    assert_envelope(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "1"

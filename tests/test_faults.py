@@ -74,7 +74,7 @@ async def test_killing_an_api_and_a_worker_mid_load_loses_nothing(
     processes.env.update({
         "SFUMATO_DATA_DIR": str(deps.settings.data_dir), "SFUMATO_DATABASE_URL": str(deps.settings.database_url),
         "SFUMATO_SECRET_KEY": "test-secret", "SFUMATO_RATE_LIMIT_CREATE": "1000000/minute",
-        "SFUMATO_LEASE_SECONDS": "10", "SFUMATO_MAINTENANCE_INTERVAL_SECONDS": "1",
+        "SFUMATO_LEASE_SECONDS": "15", "SFUMATO_MAINTENANCE_INTERVAL_SECONDS": "1", "SFUMATO_MAX_ATTEMPTS": "10",
         "SFUMATO_SANDBOX_LATENCY_MS": "200-1500", "SFUMATO_WORKER_POLL_SECONDS": "1",
     })
     apis = [processes.api(f"api{i}") for i in range(3)]

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     """Largest accepted image in pixels, checked from the header before any decode."""
     upload_retention_hours: float = Field(default=24.0, gt=0)
+    upload_max_bytes_video: int = Field(default=100 * 1024 * 1024, ge=1)
+    upload_max_bytes_audio: int = Field(default=25 * 1024 * 1024, ge=1)
+    max_media_seconds: float = Field(default=600.0, gt=0)
+    """Longest accepted video or audio upload."""
+    duration_token_ttl_hours: float = Field(default=24.0, gt=0)
 
     # Catalog and sandbox
     catalog_dir: Path | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -86,6 +87,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SfumatoError, _sfumato_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _database_down)
-    app.add_exception_handler(PoolTimeout, _database_down)
+    # A pooled connection that broke surfaces wrapped (DBAPIError); a fresh connection that
+    # cannot be made surfaces as the driver's own error, which SQLAlchemy does not wrap.
+    for unavailable in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError,
+                        asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError):
+        app.add_exception_handler(unavailable, _database_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -96,6 +96,8 @@ class FileOut(BaseModel):
     purpose: Literal["upload", "output"]
     created_at: str
     expires_at: str | None
+    duration_seconds: float | None = None
+    durationToken: str | None = None
 
 
 class FilePage(BaseModel):

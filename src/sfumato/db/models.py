@@ -147,5 +147,7 @@ class StoredFile(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """Hidden from the account (deleted or expired); the bytes may still serve a running task."""
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    """Probed length of a video or audio file."""
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """When the bytes were removed from storage."""

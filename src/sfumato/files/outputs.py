@@ -10,7 +10,11 @@ from sfumato.db.models import StoredFile
 from sfumato.providers.base import OutputImage
 from sfumato.storage import Storage
 
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+EXTENSIONS = {
+    "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
+    "video/mp4": "mp4", "video/webm": "webm",
+    "audio/mp4": "m4a", "audio/mpeg": "mp3", "audio/wav": "wav", "audio/ogg": "ogg", "audio/flac": "flac",
+}
 
 
 async def write_outputs(

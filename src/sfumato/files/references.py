@@ -10,13 +10,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sfumato.catalog.validate import REFERENCES_KEY, ReferenceItem
 from sfumato.db.models import StoredFile
 from sfumato.errors import FieldError, ValidationFailed
-from sfumato.files.urls import file_id_from_url
+from sfumato.files.urls import MediaSigner, file_id_from_url
 
 NOT_OURS = "url must be a file URL issued by this server to this account (upload it through /api/v1/files)."
 
 
+def _duration_problem(item: ReferenceItem, stored: StoredFile, signer: MediaSigner | None, now: datetime) -> str | None:
+    """Video and audio need the ``durationToken`` their upload returned, unchanged and unexpired."""
+    if stored.kind not in ("video", "audio"):
+        return None
+    if not item.duration_token:
+        return f"A {stored.kind} reference needs the durationToken its upload returned."
+    valid = signer is not None and stored.duration_ms is not None and signer.verify_duration_token(
+        item.duration_token, stored.id, stored.account_id, stored.duration_ms, now)
+    return None if valid else "The durationToken is invalid, expired, or not this file's."
+
+
 async def resolve(
-    session: AsyncSession, account_id: str, items: tuple[ReferenceItem, ...], now: datetime
+    session: AsyncSession, account_id: str, items: tuple[ReferenceItem, ...], now: datetime,
+    signer: MediaSigner | None = None,
 ) -> list[StoredFile]:
     """The account's live file for each item, in order, or ``ValidationFailed`` naming each bad one.
 
@@ -48,6 +60,8 @@ async def resolve(
             errors.append(FieldError(f"{path}.kind", f"The file is of kind {stored.kind!r}."))
         elif stored.mime_type != item.mime_type:
             errors.append(FieldError(f"{path}.mimeType", f"The file's type is {stored.mime_type!r}."))
+        elif problem := _duration_problem(item, stored, signer, now):
+            errors.append(FieldError(f"{path}.durationToken", problem))
         else:
             files.append(stored)
     if errors:

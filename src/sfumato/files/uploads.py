@@ -23,20 +23,23 @@ from sfumato.deps import Deps
 from sfumato.errors import FileTooLarge, NotFound
 from sfumato.files.names import clean_name
 from sfumato.files.outputs import EXTENSIONS
-from sfumato.files.sniff import sniff_image
+from sfumato.files.sniff import Sniffed, kind_of, probe_media, sniff_image
 
 CHUNK = 256 * 1024
 """Copy size: each concurrent upload holds one chunk; 1 MiB chunks cost +25 MB RSS at 20 uploads,
 64 KiB ones a third of the throughput (one thread hop per chunk). See docs/benchmarks.md."""
 
 
-async def _spool(upload: UploadFile, directory: Path, limit: int) -> Path:
-    """Copy the upload to a temporary file, refusing it as soon as it passes ``limit``."""
+async def _spool(upload: UploadFile, directory: Path, limits: dict[str, int]) -> Path:
+    """Copy the upload to a temporary file, refusing it as soon as it passes its kind's limit
+    (the kind is read from the first bytes, so a large video limit never admits a large image)."""
     fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=".part")
-    path, size = Path(name), 0
+    path, size, limit = Path(name), 0, limits["image"]
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := await upload.read(CHUNK):
+                if size == 0:
+                    limit = limits[kind_of(chunk[:16])]
                 size += len(chunk)
                 if size > limit:
                     raise FileTooLarge(f"The file is over {limit} bytes.")
@@ -47,11 +50,21 @@ async def _spool(upload: UploadFile, directory: Path, limit: int) -> Path:
     return path
 
 
+def _sniff(path: Path, deps: Deps) -> Sniffed:
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if kind_of(head) == "image":
+        return sniff_image(path, deps.settings.max_image_pixels)
+    return probe_media(path, deps.settings.max_media_seconds)
+
+
 async def store_upload(deps: Deps, account_id: str, upload: UploadFile, now: datetime) -> StoredFile:
     settings = deps.settings
-    spooled = await _spool(upload, deps.storage.temp_dir(), settings.upload_max_bytes)
+    limits = {"image": settings.upload_max_bytes, "video": settings.upload_max_bytes_video,
+              "audio": settings.upload_max_bytes_audio}
+    spooled = await _spool(upload, deps.storage.temp_dir(), limits)
     try:
-        sniffed = await asyncio.to_thread(sniff_image, spooled, settings.max_image_pixels)
+        sniffed = await asyncio.to_thread(_sniff, spooled, deps)
         file_id = ids.file_id()
         ext = EXTENSIONS[sniffed.mime_type]
         key = f"uploads/{account_id}/{file_id}.{ext}"
@@ -62,7 +75,8 @@ async def store_upload(deps: Deps, account_id: str, upload: UploadFile, now: dat
     stored = StoredFile(
         id=file_id, account_id=account_id, task_id=None, purpose="upload", kind=sniffed.kind,
         name=clean_name(upload.filename, f"upload.{ext}"), mime_type=sniffed.mime_type, bytes=size,
-        width=sniffed.width, height=sniffed.height, storage_key=key, created_at=now,
+        width=sniffed.width or None, height=sniffed.height or None, duration_ms=sniffed.duration_ms,
+        storage_key=key, created_at=now,
         expires_at=now + timedelta(hours=settings.upload_retention_hours),
     )
     try:

@@ -38,6 +38,24 @@ class MediaSigner:
         return hmac.compare_digest(signature.encode(), self._mac(file_id, account_id, expires).encode())
 
 
+    def duration_token(self, file_id: str, account_id: str, duration_ms: int, expires_at: datetime) -> str:
+        """A signed claim "this file of this account lasts ``duration_ms``", valid until ``expires_at``."""
+        expires = int(expires_at.timestamp())
+        mac = self._mac(file_id, f"{account_id}:duration:{duration_ms}", expires)
+        return f"dt1.{duration_ms}.{expires}.{mac}"
+
+    def verify_duration_token(self, token: str, file_id: str, account_id: str, duration_ms: int,
+                              now: datetime) -> bool:
+        """True only for a token this server signed for exactly this file, account and duration."""
+        parts = token.split(".")
+        if len(parts) != 4 or parts[0] != "dt1" or not parts[1].isdigit() or not parts[2].isdigit():
+            return False
+        if int(parts[1]) != duration_ms or int(parts[2]) < now.timestamp():
+            return False
+        expected = self._mac(file_id, f"{account_id}:duration:{duration_ms}", int(parts[2]))
+        return hmac.compare_digest(parts[3].encode(), expected.encode())
+
+
 def file_id_from_url(url: str) -> str | None:
     """The file id in a media URL this server issued (any host: proxies rewrite it), or None."""
     try:

@@ -21,6 +21,7 @@ from sfumato.catalog.validate import TaskRequest
 from sfumato.db.models import IdempotencyKey, Task
 from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable
 from sfumato.files import references
+from sfumato.files.urls import MediaSigner
 from sfumato.tasks import lifecycle
 from sfumato.tasks.status import Status
 
@@ -68,6 +69,7 @@ async def create_task(
     now: datetime,
     *,
     idempotency_window: timedelta,
+    signer: MediaSigner | None = None,
 ) -> Created:
     key = request.client_request_id
     digest = request_hash(request)
@@ -75,7 +77,7 @@ async def create_task(
         earlier = await _replay(session, account_id, key, digest, now, idempotency_window)
         if earlier is not None:
             return Created(earlier, created=False)
-    files = await references.resolve(session, account_id, request.references, now)
+    files = await references.resolve(session, account_id, request.references, now, signer)
     task = Task(
         id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
         params=request.stored_params(), reference_file_ids=[f.id for f in files],

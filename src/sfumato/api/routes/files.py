@@ -33,12 +33,20 @@ def file_view(deps: Deps, request: Request, stored: StoredFile) -> dict[str, Any
     if stored.expires_at is not None:
         expires = min(expires, stored.expires_at)
     base = deps.settings.public_url or str(request.base_url)
+    media: dict[str, Any] = {}
+    if stored.duration_ms is not None:
+        until = now + timedelta(hours=deps.settings.duration_token_ttl_hours)
+        if stored.expires_at is not None:
+            until = min(until, stored.expires_at)
+        media = {"duration_seconds": stored.duration_ms / 1000,
+                 "durationToken": deps.signer.duration_token(stored.id, stored.account_id, stored.duration_ms, until)}
     return {
         "id": stored.id, "url": deps.signer.url(base, stored.id, stored.account_id, expires),
         "kind": stored.kind, "name": stored.name, "mimeType": stored.mime_type, "bytes": stored.bytes,
         "width": stored.width, "height": stored.height, "purpose": stored.purpose,
         "created_at": iso_ms(stored.created_at),
         "expires_at": iso_ms(stored.expires_at) if stored.expires_at else None,
+        **media,
     }
 
 
@@ -119,7 +127,8 @@ async def delete_file(file_id: str, deps: DepsDep, who: PrincipalDep) -> Respons
     summary="Download a file through its signed URL",
     response_class=Response,
     responses={
-        200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}, "description": "The bytes."},
+        200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "video/mp4": {}, "audio/wav": {}},
+              "description": "The bytes."},
         403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope},
     },
 )

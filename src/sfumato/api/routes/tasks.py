@@ -75,7 +75,8 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
     async with deps.db.write() as session:
         outcome = await service.create_task(
-            session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window
+            session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window,
+            signer=deps.signer,
         )
         if outcome.created:
             await notify(session, TASK_QUEUED)

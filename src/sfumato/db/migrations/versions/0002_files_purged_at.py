@@ -1,4 +1,4 @@
-"""files purged_at
+"""files: purged_at and duration_ms
 
 Revision ID: 0002
 Revises: 0001
@@ -19,6 +19,7 @@ depends_on = None
 def upgrade() -> None:
 
     with op.batch_alter_table('files', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('duration_ms', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('purged_at', sfumato.db.types.UTCDateTime(timezone=True), nullable=True))
 
 
@@ -28,5 +29,6 @@ def downgrade() -> None:
 
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.drop_column('purged_at')
+        batch_op.drop_column('duration_ms')
 
 
