@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from sfumato import __version__
+from sfumato import __version__, logs
 from sfumato.accounts import service as accounts
 from sfumato.app import build_deps, create_app
 from sfumato.catalog import load_catalog
@@ -41,8 +41,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(Settings().log_format)
 
 
 def _with_deps(work: Callable[[Deps], Awaitable[T]]) -> T:
@@ -94,7 +93,7 @@ def serve(
             f"curl -s {base}/api/v1/models | head -c 300",
             title="sfumato demo", border_style="green",
         ))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
 
 
 @app.command(name="demo-key")
@@ -117,6 +116,10 @@ def worker_command() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if deps.settings.worker_metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(deps.settings.worker_metrics_port, addr="127.0.0.1")
         logging.getLogger("sfumato").info("worker started (concurrency %d)", deps.settings.worker_concurrency)
         await Worker(deps).run(stop)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
@@ -68,6 +69,11 @@ class Settings(BaseSettings):
     sandbox_latency_ms: str = "300-900"
     """Simulated sandbox latency: ``N`` or ``MIN-MAX`` milliseconds."""
     sandbox_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line, with request_id and task_id on every record."""
+    worker_metrics_port: int | None = None
+    """Serve a standalone worker's Prometheus metrics on this port (``sfumato worker``)."""
 
     demo_credits: int = Field(default=1000, ge=0)
 

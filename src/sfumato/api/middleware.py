@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sfumato import ids
+from sfumato import ids, logs
 
 
 class RequestIdMiddleware:
@@ -17,6 +17,7 @@ class RequestIdMiddleware:
             return
         request_id = ids.request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        logs.request_id.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

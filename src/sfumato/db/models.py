@@ -99,6 +99,8 @@ class Task(Base):
     prompt: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)
     reference_file_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    """The API request that created the task: its logs in the worker carry it too."""
     status: Mapped[str] = mapped_column(String(16))
     reserved_credits: Mapped[int] = mapped_column(BigInteger)
     final_credits: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -31,6 +31,8 @@ class Job:
     prompt: str
     params: dict[str, str]
     references: tuple[Reference, ...] = ()
+    request_id: str = ""
+    """The API request that created the task, for adapters to forward upstream (x-request-id)."""
 
 
 @dataclass(frozen=True, slots=True)

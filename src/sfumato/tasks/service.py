@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sfumato import ids, pagination
+from sfumato import ids, logs, pagination
 from sfumato.billing import ledger
 from sfumato.catalog.validate import TaskRequest
 from sfumato.db.models import IdempotencyKey, Task
@@ -83,6 +83,7 @@ async def create_task(
         params=request.stored_params(), reference_file_ids=[f.id for f in files],
         status=Status.QUEUED.value, reserved_credits=request.price, final_credits=0,
         attempts=0, cancel_requested=False, created_at=now, updated_at=now,
+        request_id=logs.request_id.get() or None,
     )
     try:
         async with session.begin_nested():

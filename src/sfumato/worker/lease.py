@@ -27,10 +27,12 @@ class Claim:
     reference_file_ids: list[str]
     reserved_credits: int
     attempts: int
+    request_id: str | None
     lease_token: str
 
 
-_CLAIMED = ("account_id", "model", "prompt", "params", "reference_file_ids", "reserved_credits", "attempts")
+_CLAIMED = ("account_id", "model", "prompt", "params", "reference_file_ids", "reserved_credits", "attempts",
+            "request_id")
 
 
 async def claim(session: AsyncSession, limit: int, now: datetime, lease: timedelta) -> list[Claim]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 
+from sfumato import logs
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
@@ -54,6 +55,8 @@ class Worker:
         return len(claims)
 
     async def _execute(self, run: TaskRun) -> None:
+        logs.request_id.set(run.claim.request_id or "")  # this asyncio task's own context
+        logs.task_id.set(run.claim.task_id)
         try:
             await run.execute()
         except asyncio.CancelledError:

@@ -14,7 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import select
+import asyncpg
+from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato import metrics
@@ -95,7 +97,8 @@ class TaskRun:
         if model is None:
             raise ProviderError("model_unavailable", f"The model {claim.model} is no longer served.")
         params = {k: v for k, v in claim.params.items() if isinstance(v, str)}
-        job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim))
+        job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim),
+                  request_id=claim.request_id or "")
         provider = deps.providers.for_model(claim.model)
         self._work = asyncio.create_task(provider.run(job))
         if self.stop_reason is not None:
@@ -146,9 +149,27 @@ class TaskRun:
             s, self.claim.task_id, code=code, message=message, now=self.deps.clock.now(),
             lease_token=self.claim.lease_token))
 
+    async def _commit(self, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
+        """Run a finishing transaction, retried while the database is unreachable (for up to one
+        lease): the provider's work is done and paid for, and redoing it because the database
+        blinked would cost another upstream call. The lease token still guards the write."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.deps.settings.lease_seconds, 0.2
+        while True:
+            try:
+                async with self.deps.db.write() as session:
+                    return await finish(session)
+            except TRANSIENT as exc:
+                if isinstance(exc, DBAPIError) and not _transient_dbapi(exc):
+                    raise
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("finishing %s failed (%s); retrying", self.claim.task_id, exc.__class__.__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def _end(self, status: Status, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
-        async with self.deps.db.write() as session:
-            won = await finish(session)
+        won = await self._commit(finish)
         if won:
             metrics.task_ended(self.claim.model, status, self.claim.reserved_credits, 0)
         else:
@@ -170,17 +191,18 @@ class TaskRun:
             "sandbox": outputs.sandbox,
             **({"info": outputs.info} if outputs.info else {}),
         }
+        rows = [{c.key: getattr(f, c.key) for c in StoredFile.__mapper__.column_attrs} for f in files]
+
+        async def finish(session: AsyncSession) -> bool:
+            await session.execute(insert(StoredFile), rows)
+            if not await lifecycle.succeed(session, claim.task_id, lease_token=claim.lease_token, result=result,
+                                           charged=claim.reserved_credits, now=deps.clock.now()):
+                raise _Lost  # rolls the file rows back with it
+            return True
+
         won = False
         try:
-            async with deps.db.write() as session:
-                session.add_all(files)
-                await session.flush()
-                won = await lifecycle.succeed(
-                    session, claim.task_id, lease_token=claim.lease_token, result=result,
-                    charged=claim.reserved_credits, now=deps.clock.now(),
-                )
-                if not won:
-                    raise _Lost
+            won = await self._commit(finish)
             metrics.task_ended(claim.model, Status.SUCCEEDED, claim.reserved_credits, claim.reserved_credits)
         except _Lost:
             log.info("task %s was ended elsewhere first; discarding its outputs", claim.task_id)
@@ -188,6 +210,14 @@ class TaskRun:
             if not won:
                 for stored in files:
                     await deps.storage.delete(stored.storage_key)
+
+
+TRANSIENT = (OperationalError, InterfaceError, DBAPIError, ConnectionError, TimeoutError,
+             asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+
+
+def _transient_dbapi(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
 class _Lost(Exception):

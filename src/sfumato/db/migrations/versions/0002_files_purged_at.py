@@ -1,4 +1,4 @@
-"""files: purged_at and duration_ms
+"""files: purged_at and duration_ms; tasks: request_id
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('tasks', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('request_id', sa.String(length=64), nullable=True))
 
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.add_column(sa.Column('duration_ms', sa.Integer(), nullable=True))
@@ -26,6 +28,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('tasks', schema=None) as batch_op:
+        batch_op.drop_column('request_id')
 
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.drop_column('purged_at')
