@@ -58,3 +58,15 @@ async def test_renewals_failing_past_the_lease_stop_the_run_without_writes(
     assert run.stop_reason == "lease_lost"
     assert await _status(deps, claim.task_id) == "running"  # left for recovery, not finished here
     assert list(deps.settings.storage_dir.rglob("*.png")) == []
+
+
+def test_connection_trouble_is_transient_but_a_statements_own_fault_is_not() -> None:
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from sfumato.worker.runner import _transient_dbapi
+
+    class CannotConnectNow(Exception):
+        """Stands for asyncpg's CannotConnectNowError, which SQLAlchemy wraps as a plain DBAPIError."""
+
+    assert _transient_dbapi(DBAPIError("SELECT 1", {}, CannotConnectNow("the database system is shutting down")))
+    assert not _transient_dbapi(IntegrityError("INSERT", {}, Exception("duplicate key")))

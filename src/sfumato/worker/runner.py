@@ -16,7 +16,15 @@ from datetime import timedelta
 
 import asyncpg
 from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato import metrics
@@ -217,7 +225,9 @@ TRANSIENT = (OperationalError, InterfaceError, DBAPIError, ConnectionError, Time
 
 
 def _transient_dbapi(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    """Anything but the statement's own fault: connection loss surfaces in many wrappers (a
+    shutting-down PostgreSQL gives a plain DBAPIError around CannotConnectNowError)."""
+    return not isinstance(exc, IntegrityError | DataError | ProgrammingError | NotSupportedError)
 
 
 class _Lost(Exception):
