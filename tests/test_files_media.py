@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import av
@@ -35,13 +36,17 @@ output:
 """
 
 
-def video_mp4(seconds: float = 1.5) -> bytes:
+def video_mp4(seconds: float = 1.5, noise: bool = False) -> bytes:
+    """A small MP4 at 10 fps; with ``noise`` its 160x120 frames do not compress (a larger file)."""
+    size = (160, 120) if noise else (64, 48)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        (stream.width, stream.height), stream.pix_fmt = size, "yuv420p"
         for _ in range(int(seconds * 10)):
-            for packet in stream.encode(av.VideoFrame.from_image(Image.new("RGB", (64, 48), "red"))):
+            picture = (Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)) if noise
+                       else Image.new("RGB", size, "red"))
+            for packet in stream.encode(av.VideoFrame.from_image(picture)):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

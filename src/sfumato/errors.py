@@ -18,6 +18,8 @@ class SfumatoError(Exception):
     code: str = "internal_error"
     status: int = 500
     default_message: str = "Internal error."
+    headers: dict[str, str] = {}
+    """Extra response headers (an instance may set its own, e.g. ``Connection: close``)."""
 
     def __init__(self, message: str | None = None, details: list[FieldError] | None = None):
         self.message = message or self.default_message

@@ -48,6 +48,8 @@ async def _sfumato_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
     if isinstance(exc, ServiceUnavailable):
         headers = {"Retry-After": "1"}
+    if exc.headers:
+        headers = {**(headers or {}), **exc.headers}
     return envelope(request, exc.status, exc.code, exc.message, exc.details, headers)
 
 

@@ -1,53 +1,35 @@
 """The Files API's use cases: keep an upload, read, list and delete the account's files.
 
-An upload is spooled to a temporary file next to the store while it is counted against the
-limit, sniffed from its bytes, and only then moved into place and recorded. Any refusal
-removes the temporary file: a refused upload leaves nothing behind.
+An upload arrives spooled to a temporary file next to the store (``files/multipart.py``, which
+enforces the size limit while it streams); here it is sniffed from its bytes and only then moved
+into place and recorded. Any refusal removes the temporary file: a refused upload leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import UploadFile
 
 from sfumato import ids, pagination
 from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
-from sfumato.errors import FileTooLarge, NotFound
+from sfumato.errors import NotFound
+from sfumato.files.multipart import SpooledFile
 from sfumato.files.names import clean_name
 from sfumato.files.outputs import EXTENSIONS
 from sfumato.files.sniff import Sniffed, kind_of, probe_media, sniff_image
-
-CHUNK = 256 * 1024
-"""Copy size: each concurrent upload holds one chunk; 1 MiB chunks cost +25 MB RSS at 20 uploads,
-64 KiB ones a third of the throughput (one thread hop per chunk). See docs/benchmarks.md."""
+from sfumato.settings import Settings
 
 
-async def _spool(upload: UploadFile, directory: Path, limits: dict[str, int]) -> Path:
-    """Copy the upload to a temporary file, refusing it as soon as it passes its kind's limit
-    (the kind is read from the first bytes, so a large video limit never admits a large image)."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=".part")
-    path, size, limit = Path(name), 0, limits["image"]
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := await upload.read(CHUNK):
-                if size == 0:
-                    limit = limits[kind_of(chunk[:16])]
-                size += len(chunk)
-                if size > limit:
-                    raise FileTooLarge(f"The file is over {limit} bytes.")
-                await asyncio.to_thread(out.write, chunk)
-    except BaseException:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise
-    return path
+def limits(settings: Settings) -> dict[str, int]:
+    """Each kind's size limit; the kind is read from the first bytes while the body streams."""
+    return {"image": settings.upload_max_bytes, "video": settings.upload_max_bytes_video,
+            "audio": settings.upload_max_bytes_audio}
 
 
 def _sniff(path: Path, deps: Deps) -> Sniffed:
@@ -58,23 +40,21 @@ def _sniff(path: Path, deps: Deps) -> Sniffed:
     return probe_media(path, deps.settings.max_media_seconds)
 
 
-async def store_upload(deps: Deps, account_id: str, upload: UploadFile, now: datetime) -> StoredFile:
+async def store_upload(deps: Deps, account_id: str, spooled: SpooledFile, now: datetime) -> StoredFile:
+    """Sniff the spooled file, move it under its server-made key and record it. The spool file
+    is gone afterwards whatever happens; the stored bytes go again if the row cannot be written."""
     settings = deps.settings
-    limits = {"image": settings.upload_max_bytes, "video": settings.upload_max_bytes_video,
-              "audio": settings.upload_max_bytes_audio}
-    spooled = await _spool(upload, deps.storage.temp_dir(), limits)
     try:
-        sniffed = await asyncio.to_thread(_sniff, spooled, deps)
+        sniffed = await asyncio.to_thread(_sniff, spooled.path, deps)
         file_id = ids.file_id()
         ext = EXTENSIONS[sniffed.mime_type]
         key = f"uploads/{account_id}/{file_id}.{ext}"
-        size = (await asyncio.to_thread(spooled.stat)).st_size
-        await deps.storage.put_file(key, spooled)
+        await deps.storage.put_file(key, spooled.path)
     finally:
-        await asyncio.to_thread(spooled.unlink, missing_ok=True)
+        spooled.path.unlink(missing_ok=True)
     stored = StoredFile(
         id=file_id, account_id=account_id, task_id=None, purpose="upload", kind=sniffed.kind,
-        name=clean_name(upload.filename, f"upload.{ext}"), mime_type=sniffed.mime_type, bytes=size,
+        name=clean_name(spooled.filename, f"upload.{ext}"), mime_type=sniffed.mime_type, bytes=spooled.size,
         width=sniffed.width or None, height=sniffed.height or None, duration_ms=sniffed.duration_ms,
         storage_key=key, created_at=now,
         expires_at=now + timedelta(hours=settings.upload_retention_hours),
@@ -88,7 +68,8 @@ async def store_upload(deps: Deps, account_id: str, upload: UploadFile, now: dat
     return stored
 
 
-def _visible(account_id: str, now: datetime):  # type: ignore[no-untyped-def]
+def _visible(account_id: str, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """What an account may see of its files: its own, neither deleted nor expired."""
     return (StoredFile.account_id == account_id, StoredFile.deleted_at.is_(None), StoredFile.expires_at > now)
 
 

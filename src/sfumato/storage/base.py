@@ -1,5 +1,8 @@
+"""The storage interface: every byte the server keeps goes through these few calls."""
+
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +16,9 @@ class Storage(Protocol):
 
     def temp_dir(self) -> Path:
         """Where uploads are spooled while they arrive (same file system as the store)."""
+
+    async def sweep_temp(self, older_than: timedelta) -> int:
+        """Remove spool files untouched for ``older_than`` (left by a server stopped mid-upload)."""
 
     async def get(self, key: str) -> bytes: ...
 

@@ -9,6 +9,8 @@ import contextlib
 import os
 import re
 import tempfile
+import time
+from datetime import timedelta
 from pathlib import Path
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(\.[a-z0-9]+)?$")
@@ -57,6 +59,19 @@ class LocalStorage:
         path = self.root / ".incoming"
         path.mkdir(exist_ok=True)
         return path
+
+    def _sweep(self, older_than: timedelta) -> int:
+        cutoff, removed = time.time() - older_than.total_seconds(), 0
+        for path in self.temp_dir().glob("upload-*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    async def sweep_temp(self, older_than: timedelta) -> int:
+        # File times are the file system's wall clock, so this compares with that, not deps.clock.
+        return await asyncio.to_thread(self._sweep, older_than)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)

@@ -9,21 +9,18 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.types import Message, Receive
 
 from sfumato.api.dependencies import DepsDep, PrincipalDep
 from sfumato.api.schemas import ErrorEnvelope, FileOut, FilePage
 from sfumato.clock import iso_ms
 from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
-from sfumato.errors import FieldError, FileTooLarge, LinkExpired, NotFound, ValidationFailed
-from sfumato.files import uploads
+from sfumato.errors import FileTooLarge, LinkExpired, NotFound
+from sfumato.files import multipart, uploads
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 MULTIPART_SLACK = 64 * 1024
-"""Room for the multipart boundaries and part headers around the file itself."""
+"""Room for the multipart boundaries, part headers and small fields around the file itself."""
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
 
 
@@ -50,37 +47,21 @@ def file_view(deps: Deps, request: Request, stored: StoredFile) -> dict[str, Any
     }
 
 
-def _capped(receive: Receive, cap: int) -> Receive:
-    """The request body, refused as soon as it passes ``cap`` bytes (whatever it declared)."""
-    seen = 0
-
-    async def capped_receive() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > cap:
-                raise FileTooLarge("The upload is over the size limit.")
-        return message
-
-    return capped_receive
-
-
-async def _file_part(request: Request, deps: Deps, who_account: str) -> StoredFile:
-    cap = deps.settings.upload_max_bytes + MULTIPART_SLACK
+async def _receive_upload(request: Request, deps: Deps, account_id: str) -> StoredFile:
+    """Stream the body into a spool file (refused past the limit, whatever it declared), then
+    keep it. A declared ``Content-Length`` over every limit is refused before storing a byte."""
+    limits = uploads.limits(deps.settings)
+    body_cap = max(limits.values()) + MULTIPART_SLACK
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap:
-        raise FileTooLarge("The upload is over the size limit.")
-    capped = Request(request.scope, _capped(request.receive, cap))
-    try:
-        async with capped.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
-            part = form.get("file")
-            if not isinstance(part, UploadFile):
-                raise ValidationFailed("Send the file as multipart form field `file`.",
-                                       [FieldError("file", "A file part named `file` is required.")])
-            return await uploads.store_upload(deps, who_account, part, deps.clock.now())
-    except HTTPException as exc:  # the multipart parser's refusals
-        raise ValidationFailed("The multipart body is malformed.", [FieldError("body", str(exc.detail))]) from exc
+    if declared.isdigit() and int(declared) > body_cap:
+        error = FileTooLarge("The upload is over the size limit.")
+        if request.headers.get("expect", "").lower() == "100-continue":
+            raise multipart.closing(error)  # the client waits for a go-ahead: it sends nothing
+        await multipart.drain_or_close(request.stream(), error)
+        raise error
+    spooled = await multipart.spool_file_part(request.stream(), request.headers.get("content-type"),
+                                              deps.storage.temp_dir(), limits, body_cap)
+    return await uploads.store_upload(deps, account_id, spooled, deps.clock.now())
 
 
 @router.post(
@@ -91,7 +72,7 @@ async def _file_part(request: Request, deps: Deps, who_account: str) -> StoredFi
     responses={413: {"model": ErrorEnvelope}, **_errors},
 )
 async def upload_file(request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
-    stored = await _file_part(request, deps, who.account_id)
+    stored = await _receive_upload(request, deps, who.account_id)
     return JSONResponse(file_view(deps, request, stored), status_code=201)
 
 
