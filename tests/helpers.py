@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -14,6 +15,7 @@ from sfumato.worker import lease
 from tests.conftest import Customer
 
 TERMINAL = {"succeeded", "failed", "canceled"}
+T = TypeVar("T")
 
 
 async def wait_for_task(
@@ -46,3 +48,17 @@ async def claimed_tasks(deps: Deps, account_id: str, n: int) -> list[lease.Claim
                                       idempotency_window=deps.idempotency_window)
     async with deps.db.write() as session:
         return await lease.claim(session, n, deps.clock.now(), deps.lease)
+
+
+async def together(*calls: Callable[[], Awaitable[T]]) -> list[T]:
+    """Start every call, park them all at one barrier, then release them at the same instant."""
+    gate = asyncio.Event()
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        await gate.wait()
+        return await call()
+
+    pending = [asyncio.create_task(one(call)) for call in calls]
+    await asyncio.sleep(0)  # each task runs up to the gate first
+    gate.set()
+    return await asyncio.gather(*pending)

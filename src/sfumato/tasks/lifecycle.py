@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import case
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato.billing import ledger
+from sfumato.db.models import Task
 from sfumato.tasks.status import Status, transition
 
 _ENDED = {"lease_token": None, "lease_expires_at": None}
@@ -26,10 +28,13 @@ async def succeed(
     charged: int,
     now: datetime,
 ) -> bool:
+    """``charged`` is capped at the reservation and at zero, in the row exactly as in the ledger
+    (``ledger.settle``): a provider reporting a higher cost must not break the finishing write."""
+    final = case((Task.reserved_credits < charged, Task.reserved_credits), else_=max(0, charged))
     won = await transition(
         session, task_id, source=[Status.RUNNING], target=Status.SUCCEEDED, now=now,
         lease_token=lease_token,
-        values={"result": result, "final_credits": charged, "finished_at": now, **_ENDED},
+        values={"result": result, "final_credits": final, "finished_at": now, **_ENDED},
     )
     if won is None:
         return False
@@ -81,10 +86,36 @@ async def cancel(
     return True
 
 
-async def requeue(session: AsyncSession, task_id: str, *, lease_token: str, now: datetime) -> bool:
-    """Hand a running task back to the queue (its lease expired, or its worker is stopping)."""
+async def requeue(session: AsyncSession, task_id: str, *, lease_token: str, now: datetime) -> Status | None:
+    """Hand a running task back to the queue (its lease expired, or its worker is stopping).
+
+    A task whose client asked to cancel it is canceled (refunded) instead: back in the queue it
+    would run again and be charged for work the client no longer wants. Returns the task's new
+    state (``QUEUED`` or ``CANCELED``), or ``None`` if another actor moved it first."""
     won = await transition(
         session, task_id, source=[Status.RUNNING], target=Status.QUEUED, now=now,
-        lease_token=lease_token, values=dict(_ENDED),
+        lease_token=lease_token, values=dict(_ENDED), when=Task.cancel_requested.is_(False),
     )
-    return won is not None
+    if won is not None:
+        return Status.QUEUED
+    if await cancel(session, task_id, now=now, source=(Status.RUNNING,), lease_token=lease_token):
+        return Status.CANCELED
+    return None
+
+
+async def abandon(session: AsyncSession, task_id: str, *, lease_token: str, now: datetime,
+                  message: str) -> Status | None:
+    """End a task whose workers kept vanishing: ``failed`` with ``worker_lost``, or ``canceled``
+    if its client asked for that meanwhile; refunded either way. ``None`` if it moved first."""
+    won = await transition(
+        session, task_id, source=[Status.RUNNING], target=Status.FAILED, now=now, lease_token=lease_token,
+        values={"error": {"code": "worker_lost", "message": message}, "final_credits": 0, "finished_at": now,
+                **_ENDED},
+        when=Task.cancel_requested.is_(False),
+    )
+    if won is not None:
+        await ledger.release(session, won[0], task_id, won[1], now)
+        return Status.FAILED
+    if await cancel(session, task_id, now=now, source=(Status.RUNNING,), lease_token=lease_token):
+        return Status.CANCELED
+    return None

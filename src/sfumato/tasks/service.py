@@ -52,8 +52,14 @@ async def _replay(
     if record is None:
         return None
     if record.created_at <= now - window:
-        await session.delete(record)
-        await session.flush()
+        # A guarded DELETE, not ``session.delete``: a concurrent request may be forgetting (and
+        # re-taking) the same key, and the ORM warns when its delete then matches no row. The
+        # loser's insert of the key fails and it replays the winner's new task.
+        session.expunge(record)
+        await session.execute(delete(IdempotencyKey).where(
+            IdempotencyKey.account_id == account_id, IdempotencyKey.key == key,
+            IdempotencyKey.created_at <= now - window,
+        ))
         return None
     if record.request_hash != digest:
         raise IdempotencyConflict(

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato.db.models import Task
@@ -56,8 +56,10 @@ async def transition(
     now: datetime,
     lease_token: str | None = None,
     values: dict[str, Any] | None = None,
+    when: ColumnElement[bool] | None = None,
 ) -> tuple[str, int] | None:
-    """Move ``task_id`` from one of ``source`` to ``target`` if it is still there.
+    """Move ``task_id`` from one of ``source`` to ``target`` if it is still there (and the row
+    meets ``when``, if given).
 
     Returns ``(account_id, reserved_credits)`` for the winner, ``None`` if another actor moved
     the task first (or the lease token no longer matches). The loser must write nothing else.
@@ -69,6 +71,8 @@ async def transition(
     stmt = update(Task).where(Task.id == task_id, Task.status.in_([s.value for s in sources]))
     if lease_token is not None:
         stmt = stmt.where(Task.lease_token == lease_token)
+    if when is not None:
+        stmt = stmt.where(when)
     stmt = stmt.values(status=target.value, updated_at=now, **(values or {}))
     row = (await session.execute(stmt.returning(Task.account_id, Task.reserved_credits))).one_or_none()
     return (row[0], row[1]) if row is not None else None

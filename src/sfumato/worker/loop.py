@@ -13,9 +13,10 @@ import contextlib
 import logging
 
 from sfumato import logs
-from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener
+from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener, notify
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
+from sfumato.tasks.status import Status
 from sfumato.worker import lease
 from sfumato.worker.recovery import maintain
 from sfumato.worker.runner import TaskRun
@@ -74,8 +75,10 @@ class Worker:
     async def _hand_back(self, run: TaskRun) -> None:
         with contextlib.suppress(Exception):
             async with self.deps.db.write() as session:
-                await lifecycle.requeue(session, run.claim.task_id, lease_token=run.claim.lease_token,
-                                        now=self.deps.clock.now())
+                outcome = await lifecycle.requeue(session, run.claim.task_id, lease_token=run.claim.lease_token,
+                                                  now=self.deps.clock.now())
+                if outcome is Status.QUEUED:
+                    await notify(session, TASK_QUEUED)  # another process's worker may take it now
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

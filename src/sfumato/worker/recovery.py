@@ -6,35 +6,43 @@ from __future__ import annotations
 import logging
 
 from sfumato import metrics
+from sfumato.db.notify import TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.files.cleanup import purge_files
 from sfumato.tasks import lifecycle
 from sfumato.tasks.service import purge_idempotency_keys
+from sfumato.tasks.status import Status
 from sfumato.worker import lease
 
 log = logging.getLogger("sfumato.worker")
 
 
 async def recover_expired_leases(deps: Deps) -> tuple[int, int]:
-    """Returns ``(requeued, failed)``."""
-    requeued = failed = 0
+    """Returns ``(requeued, ended)``: tasks put back in the queue, and tasks ended for good
+    (out of attempts, or their client had asked to cancel them), all of those refunded."""
+    requeued = ended = 0
     async with deps.db.read() as session:
         stale = await lease.expired(session, deps.clock.now())
     for task_id, token, attempts, model, reserved in stale:
         async with deps.db.write() as session:
             now = deps.clock.now()
             if attempts < deps.settings.max_attempts:
-                if await lifecycle.requeue(session, task_id, lease_token=token, now=now):
-                    requeued += 1
-            elif await lifecycle.fail(
-                session, task_id, code="worker_lost", now=now, lease_token=token,
-                message=f"The worker running this task stopped responding {attempts} time(s); credits refunded.",
-            ):
-                failed += 1
-                metrics.task_ended(model, "failed", reserved, 0)
-    if requeued or failed:
-        log.warning("recovered expired leases: %d requeued, %d failed", requeued, failed)
-    return requeued, failed
+                outcome = await lifecycle.requeue(session, task_id, lease_token=token, now=now)
+            else:
+                outcome = await lifecycle.abandon(
+                    session, task_id, lease_token=token, now=now,
+                    message=f"The worker running this task stopped responding {attempts} time(s); credits refunded.")
+            if outcome is Status.QUEUED:
+                await notify(session, TASK_QUEUED)
+                requeued += 1
+        if outcome is not None and outcome is not Status.QUEUED:
+            ended += 1
+            metrics.task_ended(model, outcome, reserved, 0)
+    if requeued:
+        deps.signals.task_queued()  # an idle worker would otherwise wait for its next poll
+    if requeued or ended:
+        log.warning("recovered expired leases: %d requeued, %d ended", requeued, ended)
+    return requeued, ended
 
 
 async def maintain(deps: Deps) -> None:
