@@ -130,6 +130,7 @@ async def make_deps(make_settings: SettingsFactory) -> AsyncIterator[Callable[..
 
     yield factory
     for deps in built:
+        await deps.providers.aclose()
         await deps.db.dispose()
 
 

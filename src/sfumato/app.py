@@ -21,8 +21,7 @@ from sfumato.db import migrate
 from sfumato.db.database import Database
 from sfumato.deps import Deps
 from sfumato.files.urls import MediaSigner
-from sfumato.providers.registry import ProviderRegistry
-from sfumato.providers.sandbox import SandboxProvider, parse_latency
+from sfumato.providers.factory import build_registry
 from sfumato.settings import Settings
 from sfumato.storage import LocalStorage
 from sfumato.worker.loop import Worker
@@ -46,14 +45,13 @@ def secret_key(settings: Settings) -> bytes:
 
 def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sandbox = SandboxProvider(parse_latency(settings.sandbox_latency_ms), settings.sandbox_failure_rate)
     return Deps(
         settings=settings,
         db=Database(settings.resolved_database_url),
         catalog=load_catalog(settings.catalog_dir),
         storage=LocalStorage(settings.storage_dir),
         signer=MediaSigner(secret_key(settings)),
-        providers=ProviderRegistry(sandbox),
+        providers=build_registry(settings),
         clock=clock or SystemClock(),
         signals=Signals(),
     )
@@ -84,6 +82,7 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
             if deps.settings.run_worker:
                 await stack.enter_async_context(running_worker(deps))
             yield
+        await deps.providers.aclose()
         await deps.db.dispose()
 
     app = build_api(lifespan)

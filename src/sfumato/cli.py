@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
@@ -25,6 +26,9 @@ from sfumato.db import migrate
 from sfumato.demo import KEY_FILE, ensure_demo_key
 from sfumato.deps import Deps
 from sfumato.errors import SfumatoError
+from sfumato.providers.factory import build_registry
+from sfumato.providers.health import RouteHealth
+from sfumato.providers.health import parse as route_health
 from sfumato.settings import Settings
 from sfumato.worker.loop import Worker
 
@@ -150,6 +154,46 @@ def models(as_json: JsonOpt = False) -> None:
         table.add_row(spec.id, spec.name, str(spec.base_credits), ", ".join(spec.inputs),
                       str(spec.prompt_max_chars or "none documented"), params, refs)
     console.print(table)
+
+
+@app.command()
+def providers(
+    server: Annotated[str | None, typer.Option(
+        help="Base URL of a running server (or a worker's metrics port) to read each route's circuit "
+             "and attempt counts from its /metrics, e.g. http://127.0.0.1:8000.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List each model's upstream routes in the order tasks try them: live (its key is set) or
+    what is missing, and with --server their health in that process."""
+    registry = build_registry(Settings())
+    health: dict[tuple[str, str], RouteHealth] = {}
+    if server:
+        try:
+            answer = httpx.get(f"{server.rstrip('/')}/metrics", timeout=5.0)
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            err.print(f"[red]Cannot read {server}/metrics: {exc}[/red]")
+            raise typer.Exit(1) from exc
+        health = route_health(answer.text)
+    rows = []
+    for status in registry.statuses():
+        seen = health.get((status.model_id, status.route.key))
+        rows.append({**status.as_dict(), "breaker": seen.circuit if seen else None,
+                     "attempts": seen.attempts if seen else None, "timeout_seconds": status.route.timeout_seconds})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "route", "upstream model", "timeout", "live", "health")
+    for row, status in zip(rows, registry.statuses(), strict=True):
+        live = "[green]yes[/green]" if status.live else f"[yellow]no: set {status.missing}[/yellow]"
+        seen = health.get((status.model_id, status.route.key))
+        shown = seen.summary if seen else ("unused" if server else "pass --server to read it")
+        table.add_row(row["model"], row["route"], row["upstream_model"], f"{row['timeout_seconds']:g} s", live,
+                      shown if status.live else "-")
+    console.print(table)
+    for spec in load_catalog(Settings().catalog_dir):
+        if not any(s.live for s in registry.statuses(spec.id)):
+            console.print(f"{spec.id}: no live route, runs on the sandbox")
 
 
 @accounts_app.command("create")

@@ -20,6 +20,14 @@ CREDITS = Counter("sfumato_credits_total", "Credits moved by the ledger.", ["mov
 PROVIDER_LATENCY = Histogram("sfumato_provider_seconds", "Provider call duration.", ["provider", "model"],
                              buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
 PROVIDER_ERRORS = Counter("sfumato_provider_errors_total", "Provider calls that failed.", ["provider", "model", "code"])
+UPSTREAM_ATTEMPTS = Counter("sfumato_upstream_attempts_total", "Attempts on an upstream route, by outcome "
+                            "(ok, or the error code).", ["model", "route", "outcome"])
+UPSTREAM_LATENCY = Histogram("sfumato_upstream_attempt_seconds", "Duration of one attempt on an upstream route.",
+                             ["model", "route"], buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
+UPSTREAM_CIRCUIT = Gauge("sfumato_upstream_circuit_state", "A route's circuit breaker in this process: 0 closed, "
+                         "1 half-open, 2 open (updated as jobs use the route).", ["model", "route"])
+UPSTREAM_SKIPPED = Counter("sfumato_upstream_skipped_total", "Jobs that skipped a route because its circuit "
+                           "was open.", ["model", "route"])
 
 
 def task_ended(model: str, status: str, reserved: int, charged: int) -> None:

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     """Simulated sandbox latency: ``N`` or ``MIN-MAX`` milliseconds."""
     sandbox_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
+    # Providers
+    routes_file: Path | None = None
+    """YAML routing file (models → ordered upstream routes). Unset: the built-in routing, where
+    each model goes upstream once its provider's key variable is set (docs/providers.md)."""
+    sandbox_only: bool = False
+    """Run every model on the sandbox whatever provider keys the environment holds."""
+
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line, with request_id and task_id on every record."""
     worker_metrics_port: int | None = None

@@ -110,6 +110,10 @@ class Task(Base):
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    upstream_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """What an asynchronous upstream handed back on submit (route, request id, poll URLs): a
+    worker that takes the task over after a crash polls that request instead of submitting
+    again. Internal; never shown to the client."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

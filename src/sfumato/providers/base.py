@@ -11,6 +11,10 @@ from typing import Any, Protocol
 from sfumato.catalog.spec import ModelSpec
 
 
+async def _no_checkpoint(state: dict[str, Any]) -> None:
+    """The default ``Job.checkpoint``: nothing persists the state (yet)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A reference file handed to an adapter: metadata plus a loader for its bytes."""
@@ -33,6 +37,12 @@ class Job:
     references: tuple[Reference, ...] = ()
     request_id: str = ""
     """The API request that created the task, for adapters to forward upstream (x-request-id)."""
+    resume: dict[str, Any] | None = None
+    """State an earlier attempt checkpointed (``route``, upstream request id, poll URLs): an
+    asynchronous adapter polls that upstream request again instead of submitting a new one."""
+    checkpoint: Callable[[dict[str, Any]], Awaitable[None]] = _no_checkpoint
+    """Called by asynchronous adapters right after a successful submit, so that a crash after it
+    does not cost a second upstream submit (reliability §3, scenario 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +63,27 @@ class Outputs:
 
 
 class ProviderError(Exception):
-    """An upstream refused or failed. ``code`` lands in the task's ``error.code``."""
+    """An upstream refused or failed. ``code`` lands in the task's ``error.code``.
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False):
+    ``retryable``: the same route may succeed if asked again (after ``retry_after`` seconds when
+    the upstream said so). ``route_fault``: this route is broken (bad key, retired model, garbage
+    answers) but another route may serve the job. Neither: the request itself was refused
+    (validation, content policy), so no route will do better and the router stops.
+    """
+
+    route_fault: bool = False
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None):
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(message)
+
+    @property
+    def failover(self) -> bool:
+        """Whether the next route should be tried after this error."""
+        return self.retryable or self.route_fault
 
 
 class Provider(Protocol):

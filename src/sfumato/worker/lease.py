@@ -28,11 +28,12 @@ class Claim:
     reserved_credits: int
     attempts: int
     request_id: str | None
+    upstream_state: dict[str, Any] | None
     lease_token: str
 
 
 _CLAIMED = ("account_id", "model", "prompt", "params", "reference_file_ids", "reserved_credits", "attempts",
-            "request_id")
+            "request_id", "upstream_state")
 
 
 async def claim(session: AsyncSession, limit: int, now: datetime, lease: timedelta) -> list[Claim]:

@@ -13,9 +13,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -28,7 +29,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato import metrics
-from sfumato.db.models import StoredFile
+from sfumato.db.models import StoredFile, Task
 from sfumato.deps import Deps
 from sfumato.files.outputs import media_entry, write_outputs
 from sfumato.providers.base import Job, Outputs, ProviderError, Reference
@@ -99,6 +100,19 @@ class TaskRun:
                 self.stop("lease_lost" if cancel is None else "cancel")
                 return
 
+    async def _checkpoint(self, state: dict[str, Any]) -> None:
+        """Keep an asynchronous upstream's request handle with the task (only while this run holds
+        the lease), so that a worker taking the task over after a crash polls that request instead
+        of paying for a second one. Best effort: if the database is away, the cost of losing the
+        handle is one more upstream submit after a crash, so the run goes on."""
+        try:
+            async with self.deps.db.write() as session:
+                await session.execute(update(Task).where(
+                    Task.id == self.claim.task_id, Task.lease_token == self.claim.lease_token,
+                ).values(upstream_state=state))
+        except Exception as exc:
+            log.warning("could not keep the upstream handle of %s (%s)", self.claim.task_id, exc.__class__.__name__)
+
     async def _call_provider(self) -> Outputs:
         deps, claim = self.deps, self.claim
         model = deps.catalog.get(claim.model)
@@ -106,7 +120,7 @@ class TaskRun:
             raise ProviderError("model_unavailable", f"The model {claim.model} is no longer served.")
         params = {k: v for k, v in claim.params.items() if isinstance(v, str)}
         job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim),
-                  request_id=claim.request_id or "")
+                  request_id=claim.request_id or "", resume=claim.upstream_state, checkpoint=self._checkpoint)
         provider = deps.providers.for_model(claim.model)
         self._work = asyncio.create_task(provider.run(job))
         if self.stop_reason is not None:

@@ -1,0 +1,102 @@
+"""OpenAI Images for ``gpt-image-1-5`` (upstream ``gpt-image-1.5``), shared/upstreams.md §1.
+
+Text-to-image: ``POST /images/generations`` (JSON). With references: ``POST /images/edits``
+(multipart, one ``image[]`` part per reference, up to 16; the multipart form has no
+``moderation`` field). GPT image models always answer ``b64_json``.
+
+Why not the official SDK: openai-python 3.x brings its own HTTP stack (httpx2/httpcore2); one
+shared client for every upstream keeps one pool, one set of time limits and one place where
+transport errors are classified (docs/providers.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from sfumato.providers.base import Job, Outputs, ProviderError
+from sfumato.providers.errors import ContentPolicyViolation, UpstreamBadResponse, for_status
+from sfumato.providers.http import Answer
+from sfumato.providers.images import b64_bytes, decode_image
+from sfumato.providers.upstream import Upstream
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_REFERENCES = 16
+SIZE = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
+"""sfumato ``aspect_ratio`` → OpenAI ``size`` (the only three sizes GPT image models make)."""
+QUALITY = {"medium": "medium", "high": "high"}
+"""sfumato ``quality`` → OpenAI ``quality``."""
+OUTPUT_FORMAT = "png"
+"""The catalog's format for this model; sent explicitly so the answer cannot drift."""
+
+
+def wire_params(job: Job, upstream_model: str) -> dict[str, str]:
+    """The fields generations and edits share, as strings (multipart sends strings anyway)."""
+    return {
+        "model": upstream_model,
+        "prompt": job.prompt,
+        "n": "1",
+        "size": SIZE[job.params.get("aspect_ratio", "1:1")],
+        "quality": QUALITY[job.params.get("quality", "medium")],
+        "output_format": OUTPUT_FORMAT,
+    }
+
+
+def error_for(answer: Answer) -> ProviderError:
+    """OpenAI's envelope ``{"error": {message, type, param, code}}``; a safety refusal is a 400
+    with ``code: moderation_blocked`` (seen in captures, not in the spec)."""
+    try:
+        error = answer.json_object().get("error") or {}
+    except UpstreamBadResponse:
+        error = {}
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    message = str(error.get("message") or f"OpenAI answered HTTP {answer.status}.")
+    if error.get("code") in ("moderation_blocked", "content_policy_violation") or "safety system" in message:
+        return ContentPolicyViolation(f"OpenAI refused the request: {message}")
+    return for_status(answer.status, f"OpenAI: {message}", answer.retry_after)
+
+
+class OpenAIImagesProvider:
+    name = "openai"
+    supports_cancel = False
+    """A canceled HTTP call does not stop (or refund) an OpenAI generation."""
+
+    def __init__(self, upstream: Upstream):
+        self.up = upstream
+
+    def supports(self, job: Job) -> bool:
+        return len(job.references) <= MAX_REFERENCES
+
+    def _headers(self, job: Job) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.up.secret}"}
+        if job.request_id:
+            headers["X-Client-Request-Id"] = job.request_id
+        return headers
+
+    async def run(self, job: Job) -> Outputs:
+        fields = wire_params(job, self.up.route.upstream_model)
+        if job.references:
+            form = aiohttp.FormData(quote_fields=False)
+            for name, value in fields.items():
+                form.add_field(name, value)
+            for index, ref in enumerate(job.references):
+                extension = ref.mime_type.rsplit("/", 1)[-1]
+                form.add_field("image[]", await ref.load(), filename=f"image-{index}.{extension}",
+                               content_type=ref.mime_type)
+            answer = await self.up.http.request("POST", f"{self.up.base_url}/images/edits", data=form,
+                                                headers=self._headers(job), time_limit=self.up.timeout)
+        else:
+            body: dict[str, Any] = {**fields, "n": 1}
+            answer = await self.up.http.request("POST", f"{self.up.base_url}/images/generations", json=body,
+                                                headers=self._headers(job), time_limit=self.up.timeout)
+        if answer.status != 200:
+            raise error_for(answer)
+        data = answer.json_object().get("data")
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            raise UpstreamBadResponse("OpenAI answered without an image.")
+        images = [await decode_image(b64_bytes(item.get("b64_json"))) for item in data if isinstance(item, dict)]
+        info = {"upstream_model": self.up.route.upstream_model, "route": self.up.route.key}
+        if "x-request-id" in answer.headers:
+            info["upstream_request_id"] = answer.headers["x-request-id"]
+        return Outputs(images, provider=self.name, info=info)
