@@ -30,6 +30,7 @@ from tests.helpers import create, wait_for_task
 from tests.money import audit
 from tests.upstreams.fal import FakeFal
 from tests.upstreams.openai import FakeOpenAI
+from tests.upstreams.server import FAULTS
 from tests.upstreams.vertex import FakeVertex
 from tests.upstreams.xai import FakeXai
 
@@ -232,3 +233,29 @@ async def test_a_worker_taking_over_after_a_crash_polls_the_upstream_request_it_
     assert "upstream_state" not in task and upstreams.fal.host not in str(task)
     assert len([s for s in upstreams.fal.served if s.startswith("POST")]) == 1
     assert (await audit(deps, who.account_id)).balance == 16
+
+
+async def test_the_fault_matrix_through_the_api_loses_no_credit_and_leaves_no_task_running(
+    make_deps: Callable[..., Any], fakes: tuple[Fakes, Path]
+) -> None:
+    """Each fault, once, on each model's upstream: the task ends (retried to success, or failed
+    with its code and refunded), nothing stays queued or running, and the books balance."""
+    upstreams, path = fakes
+    deps = await make_deps(routes_file=path)
+    by_model = {"gpt-image-1-5": upstreams.openai, "grok-imagine": upstreams.xai, "qwen-image": upstreams.fal,
+                "google-imagen4": upstreams.vertex}
+    async with serve(deps) as client:
+        who = await new_customer(deps, credits=1000)
+        ended: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for model, fake in by_model.items():
+            for fault in FAULTS:
+                fake.inject(fault)
+                created = (await create(client, who, model=model)).json()
+                task = await wait_for_task(client, who, created["id"], timeout=30)
+                ended[(model, fault)] = (task["status"], (task.get("error") or {}).get("code"))
+    for (model, fault), outcome in ended.items():
+        expected = ("failed", "upstream_bad_response") if fault == "malformed" else ("succeeded", None)
+        assert outcome == expected, (model, fault, outcome)
+    books = await audit(deps, who.account_id)
+    assert books.held == 0 and set(books.statuses) <= {"succeeded", "failed"}
+    assert books.spent == sum(4 if m != "google-imagen4" else 8 for (m, _), (s, _) in ended.items() if s == "succeeded")
