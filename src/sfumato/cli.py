@@ -361,7 +361,8 @@ def generate(
     model: Annotated[str, typer.Option("-m", "--model", help="Model id (see `sfumato models`).")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to save the image.")] = None,
-    url: Annotated[str, typer.Option(envvar="SFUMATO_URL", help="Server base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[str, typer.Option(envvar=["SFUMATO_BASE_URL", "SFUMATO_URL"], help="Server base URL.")] = (
+        "http://127.0.0.1:8000"),
     api_key: Annotated[str, typer.Option(envvar="SFUMATO_API_KEY", help="API key.", show_default=False)] = "",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the task.")] = 600.0,
 ) -> None:
