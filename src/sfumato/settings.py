@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     sandbox_only: bool = False
     """Run every model on the sandbox whatever provider keys the environment holds."""
 
+    # Webhooks
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private and link-local addresses (a private network; tests)."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    """Time limit of one webhook POST; a slower receiver counts as a failed attempt."""
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often each worker looks for webhooks due to be sent."""
+
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line, with request_id and task_id on every record."""
     worker_metrics_port: int | None = None

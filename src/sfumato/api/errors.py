@@ -53,6 +53,9 @@ async def _sfumato_error(request: Request, exc: Exception) -> JSONResponse:
     return envelope(request, exc.status, exc.code, exc.message, exc.details, headers)
 
 
+BODY_NOT_PARSED = "There was an error parsing the body"
+
+
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [FieldError(_loc(tuple(e.get("loc", ()))), str(e.get("msg", "invalid"))) for e in exc.errors()]
@@ -68,6 +71,10 @@ def _allowed_methods(request: Request) -> str:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == BODY_NOT_PARSED:
+        # FastAPI's answer to a body that is not JSON: the same 422 as every other bad body
+        return envelope(request, 422, "validation_failed", "The body is not valid JSON.",
+                        [FieldError("body", "Not valid JSON.")])
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     headers = dict(exc.headers or {})
     if exc.status_code == 405:

@@ -42,6 +42,11 @@ class TaskCreate(BaseModel):
         default=None, max_length=255,
         description="Your id for this request; also the idempotency key (same id and body: same task).",
     )
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, examples=["https://example.com/hooks/sfumato"],
+        description="POSTed the task object when the task ends (signed, Standard Webhooks); overrides the "
+        "account's default URL.",
+    )
 
 
 class MediaOut(BaseModel):
@@ -137,3 +142,38 @@ class TaskView:
             "created_at": iso_ms(task.created_at), "updated_at": iso_ms(task.updated_at),
             "result": result, "error": task.error,
         }
+
+
+class WebhookSettingsIn(BaseModel):
+    url: str | None = Field(description="The account's default webhook URL; null turns it off.",
+                            examples=["https://example.com/hooks/sfumato"])
+
+
+class WebhookSettingsOut(BaseModel):
+    url: str | None
+    secret: str | None = Field(description="whsec_…: verify signatures with it (Standard Webhooks).")
+
+
+class WebhookAttemptOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    at: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str
+    event_type: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    delivered_at: str | None
+    created_at: str
+    log: list[WebhookAttemptOut]
+
+
+class WebhookDeliveryPage(BaseModel):
+    data: list[WebhookDeliveryOut]

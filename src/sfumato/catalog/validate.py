@@ -15,8 +15,9 @@ from sfumato.catalog.loader import Catalog
 from sfumato.catalog.spec import IntegerFormat, ModelSpec, ParamSpec, ReferenceRules
 from sfumato.catalog.text import lone_surrogate_fields
 from sfumato.errors import FieldError, ValidationFailed
+from sfumato.webhooks import urls as webhook_urls
 
-TOP_LEVEL_KEYS = ("model", "prompt", "params", "client_request_id")
+TOP_LEVEL_KEYS = ("model", "prompt", "params", "client_request_id", "webhook_url")
 REFERENCES_KEY = "referenceMediaItems"
 REFERENCE_ITEM_KEYS = ("url", "kind", "name", "mimeType", "durationToken", "width", "height", "bytes")
 CLIENT_REQUEST_ID_MAX = 255
@@ -49,6 +50,7 @@ class TaskRequest:
     params: dict[str, str]
     references: tuple[ReferenceItem, ...] = ()
     client_request_id: str | None = None
+    webhook_url: str | None = None
 
     @property
     def price(self) -> int:
@@ -224,6 +226,16 @@ def _check_params(
     return params, references
 
 
+def _check_webhook_url(raw: Any, errors: _Errors) -> str | None:
+    if raw is None:
+        return None
+    wrong = webhook_urls.problem(raw)
+    if wrong:
+        errors.add("webhook_url", wrong)
+        return None
+    return str(raw)
+
+
 def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int) -> TaskRequest:
     """Return the normalized request, or raise ``ValidationFailed`` naming every bad field."""
     errors = _Errors()
@@ -244,6 +256,7 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
     limit = (model.prompt_max_chars if model else None) or max_prompt_chars
     prompt = _check_prompt(body.get("prompt"), limit, errors)
     client_request_id = _check_client_request_id(body.get("client_request_id"), errors)
+    webhook_url = _check_webhook_url(body.get("webhook_url"), errors)
     params: dict[str, str] = {}
     references: tuple[ReferenceItem, ...] = ()
     if model is not None:
@@ -252,4 +265,4 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
         errors.add("params", "params must be an object.")
     if errors.items or model is None:
         raise ValidationFailed(details=errors.items)
-    return TaskRequest(model, prompt, params, references, client_request_id)
+    return TaskRequest(model, prompt, params, references, client_request_id, webhook_url)

@@ -42,6 +42,10 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    """Where the account's tasks are POSTed when they end, unless a task names its own URL."""
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    """``whsec_…``: signs the account's webhooks (Standard Webhooks). Made on first use."""
 
 
 class ApiKey(Base):
@@ -110,6 +114,8 @@ class Task(Base):
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    """This task's own webhook URL (else the account's, if any)."""
     upstream_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     """What an asynchronous upstream handed back on submit (route, request id, poll URLs): a
     worker that takes the task over after a crash polls that request instead of submitting
@@ -157,3 +163,29 @@ class StoredFile(Base):
     """Probed length of a video or audio file."""
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """When the bytes were removed from storage."""
+
+
+class WebhookDelivery(Base):
+    """One webhook message (a task's end) and its delivery attempts: written in the transaction
+    that ends the task (an outbox), sent and retried by the workers' dispatcher."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "task_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Also the ``webhook-id`` header: the same across retries, so receivers can deduplicate."""
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    event_type: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    log: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    """One entry per attempt: ``at``, ``status_code`` or ``error``, ``duration_ms``."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,4 +1,5 @@
-"""Ending a task: one guarded transition plus exactly one ledger movement, in one transaction.
+"""Ending a task: one guarded transition plus exactly one ledger movement, in one transaction,
+with the task's webhook (if it has one) queued in the same transaction.
 
 Whoever wins the transition (worker, canceller, reaper) writes the ledger entry; a loser sees
 ``False`` and writes nothing, so a task is settled or refunded exactly once.
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sfumato.billing import ledger
 from sfumato.db.models import Task
 from sfumato.tasks.status import Status, transition
+from sfumato.webhooks import outbox
 
 _ENDED = {"lease_token": None, "lease_expires_at": None}
 
@@ -40,6 +42,7 @@ async def succeed(
         return False
     account_id, reserved = won
     await ledger.settle(session, account_id, task_id, reserved, charged, now)
+    await outbox.enqueue(session, task_id, Status.SUCCEEDED, now)
     return True
 
 
@@ -61,6 +64,7 @@ async def fail(
         return False
     account_id, reserved = won
     await ledger.release(session, account_id, task_id, reserved, now)
+    await outbox.enqueue(session, task_id, Status.FAILED, now)
     return True
 
 
@@ -83,6 +87,7 @@ async def cancel(
         return False
     account_id, reserved = won
     await ledger.release(session, account_id, task_id, reserved, now)
+    await outbox.enqueue(session, task_id, Status.CANCELED, now)
     return True
 
 
@@ -115,6 +120,7 @@ async def abandon(session: AsyncSession, task_id: str, *, lease_token: str, now:
     )
     if won is not None:
         await ledger.release(session, won[0], task_id, won[1], now)
+        await outbox.enqueue(session, task_id, Status.FAILED, now)
         return Status.FAILED
     if await cancel(session, task_id, now=now, source=(Status.RUNNING,), lease_token=lease_token):
         return Status.CANCELED

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from sfumato.files import references
 from sfumato.files.urls import MediaSigner
 from sfumato.tasks import lifecycle
 from sfumato.tasks.status import Status
+from sfumato.webhooks import service as webhooks
 
 MAX_PAGE = pagination.MAX_PAGE
 
@@ -37,10 +39,10 @@ class Created:
 
 def request_hash(request: TaskRequest) -> str:
     """Canonical JSON of what the request asks for: key order and whitespace do not matter."""
-    canonical = json.dumps(
-        {"model": request.model.id, "prompt": request.prompt, "params": request.stored_params()},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    )
+    asked: dict[str, Any] = {"model": request.model.id, "prompt": request.prompt, "params": request.stored_params()}
+    if request.webhook_url is not None:
+        asked["webhook_url"] = request.webhook_url
+    canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -89,8 +91,10 @@ async def create_task(
         params=request.stored_params(), reference_file_ids=[f.id for f in files],
         status=Status.QUEUED.value, reserved_credits=request.price, final_credits=0,
         attempts=0, cancel_requested=False, created_at=now, updated_at=now,
-        request_id=logs.request_id.get() or None,
+        request_id=logs.request_id.get() or None, webhook_url=request.webhook_url,
     )
+    if request.webhook_url is not None:
+        await webhooks.ensure_secret(session, account_id)
     try:
         async with session.begin_nested():
             session.add(task)

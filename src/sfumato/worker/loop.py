@@ -17,6 +17,7 @@ from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener, notify
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
 from sfumato.tasks.status import Status
+from sfumato.webhooks.dispatcher import Dispatcher
 from sfumato.worker import lease
 from sfumato.worker.recovery import maintain
 from sfumato.worker.runner import TaskRun
@@ -114,6 +115,8 @@ class Worker:
         upkeep = asyncio.create_task(self._maintenance(stop))
         listener = self._listener()
         listening = asyncio.create_task(listener.run(stop)) if listener else None
+        dispatcher = Dispatcher(self.deps)
+        webhooks = asyncio.create_task(dispatcher.run(stop))
         try:
             while not stop.is_set():
                 try:
@@ -126,11 +129,12 @@ class Worker:
                     await self._wait_for_work(stop)
         finally:
             await self._drain()
-            for helper in (upkeep, listening):
+            for helper in (upkeep, listening, webhooks):
                 if helper is not None:
                     helper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await helper
+            await dispatcher.aclose()
 
     async def _drain(self) -> None:
         if not self._tasks:

@@ -18,6 +18,7 @@ from sfumato.deps import Deps
 from sfumato.errors import FieldError, SfumatoError, ValidationFailed
 from sfumato.tasks import service
 from sfumato.tasks.status import Status
+from sfumato.webhooks.urls import destination_problem
 
 # Routes return JSONResponse: the body is built by TaskView from our own rows, so FastAPI's
 # re-validation against ``response_model`` (kept for the OpenAPI document) would be pure cost.
@@ -73,6 +74,9 @@ def view(deps: Deps, request: Request) -> TaskView:
 async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
     body = await _json_body(request)
     task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
+    if task_request.webhook_url and (refused := destination_problem(task_request.webhook_url,
+                                                                     deps.settings.webhook_allow_private)):
+        raise ValidationFailed(details=[FieldError("webhook_url", refused)])
     async with deps.db.write() as session:
         outcome = await service.create_task(
             session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window,
