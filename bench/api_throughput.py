@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("SFUMATO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BODY = json.dumps({"model": "qwen-image", "prompt": "a lighthouse at dusk", "params": {"output_format": "jpeg"}})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

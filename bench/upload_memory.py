@@ -33,18 +33,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from harness import rss_mb
 from PIL import Image
 
 CLI = [sys.executable, "-m", "sfumato.cli"]
 ENDLESS_PIECES = 400  # x 256 KiB = 100 MiB offered per endless request
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def noise_png(limit: int) -> bytes:

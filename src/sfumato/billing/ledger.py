@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import BigInteger, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato.db.models import Account, LedgerEntry
 from sfumato.errors import InsufficientCredits, NotFound
+
+# Built once: every task moves the ledger two or three times, and building these statement
+# objects per call cost more CPU than executing them (bench/slow_tasks.py, docs/benchmarks.md).
+_CREDIT = (update(Account).where(Account.id == bindparam("account"))
+           .values(balance=Account.balance + bindparam("amount", type_=BigInteger)).returning(Account.balance))
+_DEBIT = _CREDIT.where(Account.balance >= bindparam("needed", type_=BigInteger))
+_ENTRY = insert(LedgerEntry)
 
 
 async def _apply(
@@ -30,22 +37,18 @@ async def _apply(
     task_id: str | None = None,
     note: str | None = None,
 ) -> int:
-    stmt = update(Account).where(Account.id == account_id)
-    if amount < 0:
-        stmt = stmt.where(Account.balance >= -amount)
-    stmt = stmt.values(balance=Account.balance + amount).returning(Account.balance)
-    balance = (await session.execute(stmt)).scalar_one_or_none()
+    stmt = _DEBIT if amount < 0 else _CREDIT
+    values = {"account": account_id, "amount": amount, "needed": -amount}
+    balance = (await session.execute(stmt, values)).scalar_one_or_none()
     if balance is None:
         exists = await session.scalar(select(Account.id).where(Account.id == account_id))
         if exists is None:
             raise NotFound(f"No account {account_id}.")
         raise InsufficientCredits(f"This task costs {-amount} credits; the balance is lower.")
-    await session.execute(
-        insert(LedgerEntry).values(
-            account_id=account_id, task_id=task_id, kind=kind, amount=amount,
-            balance_after=balance, note=note, created_at=now,
-        )
-    )
+    await session.execute(_ENTRY, [{
+        "account_id": account_id, "task_id": task_id, "kind": kind, "amount": amount,
+        "balance_after": balance, "note": note, "created_at": now,
+    }])
     return balance
 
 

@@ -7,6 +7,8 @@ Reads stay deferred so polling never queues behind writers (WAL lets them run si
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,11 +59,16 @@ class Database:
             write_engine = self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
+        self._writer = asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        """SQLite has one writer: this process's writers queue here, in order, instead of
+        colliding on the file lock and sleeping in SQLite's busy handler, whose back-off grows to
+        100 ms per retry (2,000 tasks ending at once: 23 s instead of 28-42 s, and steadier, in
+        bench/slow_tasks.py). Other processes still meet ``busy_timeout``."""
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction, committed when the block ends without an exception."""
-        async with self._write() as session, session.begin():
+        async with self._writer, self._write() as session, session.begin():
             yield session
 
     @asynccontextmanager

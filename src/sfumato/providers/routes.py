@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sfumato.catalog.loader import load_yaml
+
 DEFAULT_FILE = Path(__file__).with_name("default_routes.yaml")
 ProviderName = Literal["openai", "xai", "vertex", "fal", "dashscope", "relay"]
 OptionValue = str | int | float | bool
@@ -93,7 +95,7 @@ class RoutesFileError(ValueError):
 def load_routes(path: Path | None) -> RoutesFile:
     path = path or DEFAULT_FILE
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
         return RoutesFile.model_validate(raw or {"models": {}})
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise RoutesFileError(f"Cannot use the routes file {path}: {exc}") from exc
