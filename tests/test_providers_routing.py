@@ -28,8 +28,10 @@ from sfumato.worker.runner import TaskRun
 from tests.conftest import Customer, new_customer, serve
 from tests.helpers import create, wait_for_task
 from tests.money import audit
+from tests.upstreams.dashscope import FakeDashScope
 from tests.upstreams.fal import FakeFal
 from tests.upstreams.openai import FakeOpenAI
+from tests.upstreams.relay import FakeRelay
 from tests.upstreams.server import FAULTS
 from tests.upstreams.vertex import FakeVertex
 from tests.upstreams.xai import FakeXai
@@ -259,3 +261,43 @@ async def test_the_fault_matrix_through_the_api_loses_no_credit_and_leaves_no_ta
     books = await audit(deps, who.account_id)
     assert books.held == 0 and set(books.statuses) <= {"succeeded", "failed"}
     assert books.spent == sum(4 if m != "google-imagen4" else 8 for (m, _), (s, _) in ended.items() if s == "succeeded")
+
+
+async def test_the_alternative_routes_through_the_api_under_faults(
+    make_deps: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DashScope for qwen-image and the relay for gpt-image-1-5 edits, each route alone in its
+    model's list: every fault once, and the task still ends with the books balanced."""
+    async with FakeDashScope() as dashscope, FakeRelay(asynchronous=True) as relay:
+        path = tmp_path / "alternative.yaml"
+        path.write_text(yaml.safe_dump({"models": {
+            "qwen-image": [{"provider": "dashscope", "upstream_model": "qwen-image",
+                            "base_url": f"{dashscope.url}/api/v1", "credentials_env": "SFUMATO_TEST_DS_KEY",
+                            "allowed_download_hosts": [dashscope.host], **FAST}],
+            "gpt-image-1-5": [{"provider": "relay", "upstream_model": "gpt-image-1.5", "base_url": relay.url,
+                               "credentials_env": "SFUMATO_TEST_RELAY_KEY", **FAST}],
+        }}))
+        monkeypatch.setenv("SFUMATO_TEST_DS_KEY", dashscope.key)
+        monkeypatch.setenv("SFUMATO_TEST_RELAY_KEY", relay.key)
+        deps = await make_deps(routes_file=path)
+        async with serve(deps) as client:
+            who = await new_customer(deps, credits=1000)
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 48), "red").save(buffer, "PNG")
+            file = (await client.post("/api/v1/files", files={"file": ("r.png", buffer.getvalue(), "image/png")},
+                                      headers=who.headers)).json()
+            ref = {"url": file["url"], "kind": "image", "name": file["name"], "mimeType": file["mimeType"]}
+            ended: dict[tuple[str, str], tuple[str, str | None]] = {}
+            for model, fake, params in (("qwen-image", dashscope, {}),
+                                        ("gpt-image-1-5", relay, {"referenceMediaItems": [ref]})):
+                for fault in FAULTS:
+                    fake.inject(fault)
+                    created = (await create(client, who, model=model, params=params)).json()
+                    task = await wait_for_task(client, who, created["id"], timeout=30)
+                    ended[(model, fault)] = (task["status"], (task.get("error") or {}).get("code"))
+        assert not dashscope.violations and not relay.violations
+    for (model, fault), outcome in ended.items():
+        expected = ("failed", "upstream_bad_response") if fault == "malformed" else ("succeeded", None)
+        assert outcome == expected, (model, fault, outcome)
+    books = await audit(deps, who.account_id)
+    assert books.held == 0 and books.spent == 4 * sum(1 for s, _ in ended.values() if s == "succeeded")
