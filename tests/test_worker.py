@@ -266,3 +266,35 @@ async def test_many_tasks_run_side_by_side_and_all_succeed(make_deps) -> None:
     assert peak > 1, "the tasks ran one after another"
     books = await audit(deps, who.account_id)
     assert (books.balance, books.kinds) == (1000 - 40 * 4, Counter(grant=1, reserve=40, settle=40))
+
+
+async def test_a_cancel_racing_a_requeue_still_cancels(make_deps, monkeypatch) -> None:
+    """The client's cancel reads the task running; recovery requeues it before the cancel writes.
+    The cancel must not be lost (the task would run again): it cancels the queued task."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from sfumato.tasks import service
+
+    clock = FrozenClock()
+    deps = await make_deps(run_worker=False, clock=clock)
+    who = await new_customer(deps, credits=10)
+    [claim] = await claimed_tasks(deps, who.account_id, 1)
+    real_refresh = AsyncSession.refresh
+    raced = False
+
+    async def refresh_then_requeue(self, instance, *args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal raced
+        await real_refresh(self, instance, *args, **kwargs)
+        if not raced and getattr(instance, "status", None) == "running":
+            raced = True  # recovery, in another transaction, wins the row right now
+            async with deps.db.write() as other:
+                assert await lifecycle.requeue(other, claim.task_id, lease_token=claim.lease_token, now=clock.now())
+
+    if deps.db.is_sqlite:
+        pytest.skip("SQLite has one writer: the cancel's transaction holds it, so no requeue can interleave")
+    monkeypatch.setattr(AsyncSession, "refresh", refresh_then_requeue)
+    async with deps.db.write() as session:
+        task = await service.cancel_task(session, who.account_id, claim.task_id, clock.now(), running_cancelable=True)
+    assert raced and task.status == "canceled"
+    books = await audit(deps, who.account_id)
+    assert (books.balance, books.kinds) == (10, Counter(grant=1, reserve=1, release=1))

@@ -153,21 +153,27 @@ async def cancel_task(
     cannot stop, is ``TaskNotCancelable``.
     """
     task = await get_task(session, account_id, task_id)
-    if task.status == Status.QUEUED and await lifecycle.cancel(
-        session, task_id, now=now, source=(Status.QUEUED,)
-    ):
-        return await _reload(session, task)
-    await session.refresh(task)
-    if task.status == Status.RUNNING:
-        if not running_cancelable:
-            raise TaskNotCancelable("The task is running on a provider that cannot stop it.")
-        await session.execute(
-            update(Task).where(Task.id == task_id, Task.status == Status.RUNNING.value)
-            .values(cancel_requested=True, updated_at=now)
-        )
-        return await _reload(session, task)
-    if task.status == Status.CANCELED:
-        return task
+    for _ in range(3):  # the task may move between our reads and writes: decide again
+        if task.status == Status.QUEUED and await lifecycle.cancel(
+            session, task_id, now=now, source=(Status.QUEUED,)
+        ):
+            return await _reload(session, task)
+        await session.refresh(task)
+        if task.status == Status.RUNNING:
+            if not running_cancelable:
+                raise TaskNotCancelable("The task is running on a provider that cannot stop it.")
+            asked = await session.execute(
+                update(Task).where(Task.id == task_id, Task.status == Status.RUNNING.value)
+                .values(cancel_requested=True, updated_at=now).returning(Task.id)
+            )
+            if asked.first() is not None:
+                return await _reload(session, task)
+            await session.refresh(task)  # requeued by recovery, or ended, in between
+            continue
+        if task.status == Status.CANCELED:
+            return task
+        if task.status != Status.QUEUED:
+            break
     raise TaskNotCancelable(f"The task has already {task.status}.")
 
 
