@@ -18,7 +18,8 @@ from sfumato.api.dependencies import CreateRateLimit, KeyCache
 from sfumato.catalog import load_catalog
 from sfumato.clock import Clock, SystemClock
 from sfumato.db import migrate
-from sfumato.db.database import Database
+from sfumato.db.database import TASK_CHANGED, Database
+from sfumato.db.notify import PgListener
 from sfumato.deps import Deps
 from sfumato.files.urls import MediaSigner
 from sfumato.providers.factory import build_registry
@@ -45,15 +46,17 @@ def secret_key(settings: Settings) -> bytes:
 
 def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signals, db = Signals(), Database(settings.resolved_database_url)
+    db.on_commit = signals.tasks_changed
     return Deps(
         settings=settings,
-        db=Database(settings.resolved_database_url),
+        db=db,
         catalog=load_catalog(settings.catalog_dir),
         storage=LocalStorage(settings.storage_dir),
         signer=MediaSigner(secret_key(settings)),
         providers=build_registry(settings),
         clock=clock or SystemClock(),
-        signals=Signals(),
+        signals=signals,
     )
 
 
@@ -71,6 +74,26 @@ async def running_worker(deps: Deps) -> AsyncIterator[Worker]:
             await task
 
 
+@asynccontextmanager
+async def listening_for_changes(deps: Deps) -> AsyncIterator[None]:
+    """PostgreSQL: hear task changes committed by other processes (workers), so that event
+    streams and waits in this one learn of them at once instead of at their next poll."""
+    def changed(payload: str) -> None:
+        if payload:
+            deps.signals.tasks_changed(payload.split(","))
+        else:  # (re)connected: something may have been missed, so everyone looks again
+            deps.signals.wake_watchers()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(PgListener(deps.db.url, {TASK_CHANGED: changed}).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings | None = None, *, deps: Deps | None = None) -> FastAPI:
     """The ASGI app. With ``run_worker`` (the default) the worker runs in the same process."""
     deps = deps or build_deps(settings or Settings())
@@ -81,6 +104,8 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
         async with contextlib.AsyncExitStack() as stack:
             if deps.settings.run_worker:
                 await stack.enter_async_context(running_worker(deps))
+            if not deps.db.is_sqlite:
+                await stack.enter_async_context(listening_for_changes(deps))
             yield
         await deps.providers.aclose()
         await deps.db.dispose()

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     sandbox_only: bool = False
     """Run every model on the sandbox whatever provider keys the environment holds."""
 
+    max_prefer_wait_seconds: int = Field(default=60, ge=0, le=600)
+    """Longest wait ``Prefer: wait=N`` (on POST /api/v1/tasks) or a synchronous door may hold a
+    request open for a task to end."""
+
     # Webhooks
     webhook_allow_private: bool = False
     """Let webhooks reach loopback, private and link-local addresses (a private network; tests)."""

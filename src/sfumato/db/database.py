@@ -9,15 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CHANGED_KEY = "changed_tasks"
+TASK_CHANGED = "sfumato_task_changed"
+"""NOTIFY channel: a comma-separated list of task ids whose state changed."""
+
+
+def _payloads(ids: list[str], limit: int = 7000) -> list[str]:
+    """Comma-joined ids in pieces under NOTIFY's 8,000-byte payload limit."""
+    pieces, current = [], ""
+    for task_id in ids:
+        if current and len(current) + 1 + len(task_id) > limit:
+            pieces.append(current)
+            current = ""
+        current = f"{current},{task_id}" if current else task_id
+    return [*pieces, current] if current else pieces
+
+
+def mark_changed(session: AsyncSession, task_id: str) -> None:
+    """Note that this transaction changed ``task_id``'s state (see ``Database.write``)."""
+    session.info.setdefault(CHANGED_KEY, set()).add(task_id)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,6 +78,8 @@ class Database:
             write_engine = self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
+        self.on_commit: Callable[[set[str]], None] | None = None
+        """Called with the ids of the tasks a write transaction changed, after it committed."""
         self._writer = asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
         """SQLite has one writer: this process's writers queue here, in order, instead of
         colliding on the file lock and sleeping in SQLite's busy handler, whose back-off grows to
@@ -67,9 +88,17 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction, committed when the block ends without an exception."""
+        """A write transaction, committed when the block ends without an exception. Tasks whose
+        state it changed (``changed_tasks``) are announced once it has committed: on PostgreSQL
+        by a NOTIFY inside the transaction (delivered on commit), in process by ``on_commit``."""
         async with self._writer, self._write() as session, session.begin():
             yield session
+            changed = session.info.pop(CHANGED_KEY, None)
+            if changed and not self.is_sqlite:
+                for payload in _payloads(sorted(changed)):
+                    await session.execute(select(func.pg_notify(TASK_CHANGED, payload)))
+        if changed and self.on_commit is not None:
+            self.on_commit(changed)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

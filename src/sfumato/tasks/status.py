@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sfumato.db.database import mark_changed
 from sfumato.db.models import Task
 
 
@@ -75,4 +76,7 @@ async def transition(
         stmt = stmt.where(when)
     stmt = stmt.values(status=target.value, updated_at=now, **(values or {}))
     row = (await session.execute(stmt.returning(Task.account_id, Task.reserved_credits))).one_or_none()
-    return (row[0], row[1]) if row is not None else None
+    if row is None:
+        return None
+    mark_changed(session, task_id)
+    return row[0], row[1]

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sfumato.db.database import mark_changed
 from sfumato.db.models import Task
 from sfumato.tasks.status import Status
 
@@ -51,6 +52,8 @@ async def claim(session: AsyncSession, limit: int, now: datetime, lease: timedel
         .returning(Task.id, *(getattr(Task, name) for name in _CLAIMED))
     )
     rows = (await session.execute(stmt)).mappings().all()
+    for row in rows:
+        mark_changed(session, row["id"])
     return [Claim(task_id=row["id"], **{name: row[name] for name in _CLAIMED}, lease_token=token) for row in rows]
 
 

@@ -16,8 +16,8 @@ from sfumato.catalog import validate_task_request
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, SfumatoError, ValidationFailed
-from sfumato.tasks import service
-from sfumato.tasks.status import Status
+from sfumato.tasks import service, watch
+from sfumato.tasks.status import TERMINAL, Status
 from sfumato.webhooks.urls import destination_problem
 
 # Routes return JSONResponse: the body is built by TaskView from our own rows, so FastAPI's
@@ -66,7 +66,8 @@ def view(deps: Deps, request: Request) -> TaskView:
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": TaskCreate.model_json_schema()}}}},
     responses={
-        200: {"model": TaskOut, "description": "Replay: the task an earlier request with this client_request_id made."},
+        200: {"model": TaskOut, "description": "Replay: the task an earlier request with this client_request_id "
+              "made; or, with `Prefer: wait=N`, the task once it ended within N seconds."},
         402: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope},
         429: {"model": ErrorEnvelope}, **_errors,
     },
@@ -84,13 +85,28 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
         )
         if outcome.created:
             await notify(session, TASK_QUEUED)
-    body = view(deps, request).task(outcome.task)
+    task = outcome.task
     if outcome.created:
         deps.signals.task_queued()
-        metrics.TASKS_CREATED.labels(outcome.task.model).inc()
-        metrics.CREDITS.labels("reserved").inc(outcome.task.reserved_credits)
-        return JSONResponse(body, status_code=202)
-    return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
+        metrics.TASKS_CREATED.labels(task.model).inc()
+        metrics.CREDITS.labels("reserved").inc(task.reserved_credits)
+    headers = {} if outcome.created else {"Idempotent-Replayed": "true"}
+    wait = preferred_wait(request.headers.get("prefer"), deps.settings.max_prefer_wait_seconds)
+    if wait:
+        task = await watch.until_done(deps, who.account_id, task.id, wait)
+        headers["Preference-Applied"] = f"wait={wait}"
+    ended = task.status in TERMINAL
+    status = 202 if outcome.created and not ended else 200
+    return JSONResponse(view(deps, request).task(task), status_code=status, headers=headers)
+
+
+def preferred_wait(prefer: str | None, cap: int) -> int:
+    """Seconds asked for by ``Prefer: wait=N`` (RFC 7240), capped; 0 when not asked."""
+    for preference in (prefer or "").replace(";", ",").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait" and value.strip().isdigit():
+            return min(int(value.strip()), cap)
+    return 0
 
 
 @router.get("", summary="List tasks", response_model=TaskPage, responses=_errors)
