@@ -1,9 +1,11 @@
-"""Maps every error to the envelope ``{"error": {code, message, details}, "request_id"}`` once."""
+"""Maps every error to the envelope ``{"error": {code, message, details}, "request_id"}`` once
+(and, on the OpenAI-compatible door, to OpenAI's error envelope)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -27,10 +29,29 @@ def request_id_of(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+OPENAI_PREFIX = "/v1/"
+"""The OpenAI-compatible door: its clients read OpenAI's error envelope, so errors there get it."""
+
+
+def openai_error(status: int, code: str, message: str, details: list[FieldError] | None = None) -> dict[str, Any]:
+    """OpenAI's ``{"error": {message, type, param, code}}``; ``param`` names the first bad field."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    if status == 401:
+        kind = "authentication_error"
+    elif status == 429:
+        kind = "rate_limit_error"
+    text = "; ".join([message, *(f"{d.field}: {d.message}" for d in details or [])])
+    param = details[0].field.removeprefix("params.") if details else None
+    return {"error": {"message": text, "type": kind, "param": param, "code": code}}
+
+
 def envelope(
     request: Request, status: int, code: str, message: str,
     details: list[FieldError] | None = None, headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    if request.url.path.startswith(OPENAI_PREFIX):
+        status = 400 if status == 422 else status  # OpenAI answers a bad request with 400
+        return JSONResponse(openai_error(status, code, message, details), status_code=status, headers=headers)
     body = {
         "error": {"code": code, "message": message, "details": [d.as_dict() for d in details or []]},
         "request_id": request_id_of(request),

@@ -177,3 +177,31 @@ class WebhookDeliveryOut(BaseModel):
 
 class WebhookDeliveryPage(BaseModel):
     data: list[WebhookDeliveryOut]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorEnvelope(BaseModel):
+    """OpenAI's error envelope, used on the OpenAI-compatible door (``/v1/...``)."""
+
+    error: OpenAIErrorBody
+
+
+class OpenAIImage(BaseModel):
+    b64_json: str | None = None
+    url: str | None = None
+
+
+class OpenAIImagesResponse(BaseModel):
+    created: int
+    data: list[OpenAIImage]
+    output_format: str
+    size: str
+    quality: str
+    background: str
+

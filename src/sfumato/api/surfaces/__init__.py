@@ -1,0 +1,1 @@
+"""Other doors onto the same task engine, ledger and limits: the OpenAI-compatible images API."""

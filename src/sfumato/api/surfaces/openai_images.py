@@ -1,0 +1,201 @@
+"""The OpenAI-compatible images API: ``POST /v1/images/generations`` and ``/v1/images/edits``,
+for clients that already speak it (the official ``openai`` SDK with ``base_url`` pointed here).
+
+Same engine, same ledger, same limits: each image is a task created through the task service
+(reserved, idempotent, rate-limited like ``POST /api/v1/tasks``), run by the workers, and
+charged exactly as a task; this door only waits for the tasks to end (up to
+``SFUMATO_MAX_PREFER_WAIT_SECONDS``) and answers in OpenAI's shape. ``n`` images are ``n``
+tasks, reserved together or not at all. Errors use OpenAI's envelope (``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from sfumato import metrics
+from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
+from sfumato.api.routes.files import file_view
+from sfumato.api.routes.tasks import _json_body, view
+from sfumato.api.schemas import OpenAIErrorEnvelope, OpenAIImagesResponse
+from sfumato.api.surfaces import openai_params
+from sfumato.catalog import validate_task_request
+from sfumato.db.models import StoredFile, Task
+from sfumato.db.notify import TASK_QUEUED, notify
+from sfumato.deps import Deps
+from sfumato.errors import FieldError, SfumatoError, ValidationFailed
+from sfumato.files import uploads
+from sfumato.files.multipart import SpooledFile
+from sfumato.files.urls import file_id_from_url
+from sfumato.tasks import service, watch
+from sfumato.tasks.status import Status
+
+router = APIRouter(prefix="/v1/images", tags=["openai-compatible"])
+_responses: dict[int | str, dict[str, Any]] = {
+    code: {"model": OpenAIErrorEnvelope} for code in (400, 401, 402, 409, 413, 429, 502, 503, 504)}
+MAX_IMAGES = 16
+FAILED_STATUS = {"content_policy_violation": 400, "upstream_invalid_request": 400, "timeout": 504,
+                 "upstream_timeout": 504}
+
+
+class TaskDidNotSucceed(SfumatoError):
+    code = "task_failed"
+    status = 502
+
+
+class StillRunning(SfumatoError):
+    code = "timeout"
+    status = 504
+
+
+async def _chunks(part: UploadFile | bytes) -> AsyncIterator[bytes]:
+    if isinstance(part, bytes):
+        yield part
+        return
+    while chunk := await part.read(256 * 1024):
+        yield chunk
+
+
+async def _spool_upload(deps: Deps, account_id: str, part: UploadFile | bytes, name: str | None) -> StoredFile:
+    """An image sent with the request, kept as an upload (typed from its bytes, size-limited)."""
+    fd, spool = tempfile.mkstemp(dir=deps.storage.temp_dir(), prefix="upload-", suffix=".part")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in _chunks(part):
+                size += len(chunk)
+                if size > deps.settings.upload_max_bytes:
+                    raise ValidationFailed("An image is too large.", [FieldError("image", "Over the size limit.")])
+                out.write(chunk)
+    except BaseException:
+        Path(spool).unlink(missing_ok=True)  # noqa: ASYNC240 (synchronous: a cancelled await would leave it)
+        raise
+    return await uploads.store_upload(deps, account_id, SpooledFile(Path(spool), name, size), deps.clock.now())
+
+
+async def _json_images(deps: Deps, account_id: str, images: Any) -> list[StoredFile]:
+    """``images: [{image_url} | {file_id}]``: a ``data:`` URL (stored as an upload), or a file
+    this account already has (by id or by its sfumato URL). Nothing is fetched from elsewhere."""
+    if not isinstance(images, list) or len(images) > MAX_IMAGES:
+        raise ValidationFailed(details=[FieldError("images", f"A list of at most {MAX_IMAGES} images.")])
+    found = []
+    for index, item in enumerate(images):
+        ref = item if isinstance(item, dict) else {}
+        url, file_id = ref.get("image_url"), ref.get("file_id")
+        if isinstance(url, str) and url.startswith("data:") and "base64," in url:
+            try:
+                data = base64.b64decode(url.split("base64,", 1)[1], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValidationFailed(details=[FieldError(f"images[{index}]", "Not valid base64.")]) from None
+            found.append(await _spool_upload(deps, account_id, data, f"image-{index}"))
+            continue
+        file_id = file_id if isinstance(file_id, str) else (file_id_from_url(url) if isinstance(url, str) else None)
+        async with deps.db.read() as session:
+            stored = await session.scalar(select(StoredFile).where(
+                StoredFile.id == (file_id or ""), StoredFile.account_id == account_id))
+        if stored is None:
+            raise ValidationFailed(details=[FieldError(f"images[{index}]", "Send a data: URL, or the id or URL of a "
+                                                       "file uploaded to this server by this account.")])
+        found.append(stored)
+    return found
+
+
+async def _run(deps: Deps, request: Request, account_id: str, asked: openai_params.OpenAIRequest,
+               references: list[dict[str, Any]]) -> list[Task]:
+    """Create ``n`` tasks in one transaction and wait for them to end."""
+    params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
+    task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
+                                         deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
+    async with deps.db.write() as session:
+        created = [(await service.create_task(session, account_id, task_request, deps.clock.now(),
+                                              idempotency_window=deps.idempotency_window, signer=deps.signer)).task
+                   for _ in range(asked.n)]
+        await notify(session, TASK_QUEUED)
+    deps.signals.task_queued()
+    metrics.TASKS_CREATED.labels(asked.model.id).inc(len(created))
+    metrics.CREDITS.labels("reserved").inc(sum(t.reserved_credits for t in created))
+    cap = deps.settings.max_prefer_wait_seconds
+    return list(await asyncio.gather(*(watch.until_done(deps, account_id, t.id, cap) for t in created)))
+
+
+async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, ended: list[Task]) -> JSONResponse:
+    done = [t for t in ended if t.status == Status.SUCCEEDED]
+    if not done:
+        unfinished = [t.id for t in ended if t.status in (Status.QUEUED, Status.RUNNING)]
+        if unfinished:
+            raise StillRunning(f"Not finished within {deps.settings.max_prefer_wait_seconds} s; follow the "
+                               f"tasks at /api/v1/tasks/{{id}}: {', '.join(unfinished)}.")
+        error = ended[0].error or {}
+        failure = TaskDidNotSucceed(f"{error.get('code')}: {error.get('message')} (task {ended[0].id})")
+        failure.status = FAILED_STATUS.get(str(error.get("code")), 502)
+        failure.code = str(error.get("code") or "task_failed")
+        raise failure
+    shape = view(deps, request)
+    data = []
+    for task in done:
+        for media in shape.task(task)["result"]["media"]:
+            if asked.response_format == "url":
+                data.append({"url": media["url"]})
+            else:
+                data.append({"b64_json": base64.b64encode(await _bytes(deps, media["url"])).decode()})
+    first = (done[0].result or {}).get("media", [{}])[0]
+    return JSONResponse({
+        "created": int(time.time()), "data": data, "output_format": asked.output_format,
+        "size": asked.size or f"{first.get('width')}x{first.get('height')}",
+        "quality": asked.params.get("quality", "auto"), "background": "opaque",
+    })
+
+
+async def _bytes(deps: Deps, url: str) -> bytes:
+    async with deps.db.read() as session:
+        key = await session.scalar(select(StoredFile.storage_key).where(StoredFile.id == file_id_from_url(url)))
+    return await deps.storage.get(str(key))
+
+
+@router.post("/generations", summary="Create images (OpenAI-compatible)", response_model=OpenAIImagesResponse,
+             responses=_responses, openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object", "required": ["prompt"]}}}}})
+async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
+    asked = openai_params.to_task(body, deps.catalog)
+    return await _answer(deps, request, asked, await _run(deps, request, who.account_id, asked, []))
+
+
+@router.post("/edits", summary="Edit images (OpenAI-compatible; multipart or JSON)",
+             response_model=OpenAIImagesResponse, responses=_responses)
+async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=MAX_IMAGES + 1, max_fields=32) as form:
+            fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+            parts = [v for k, v in form.multi_items() if k in ("image", "image[]") and isinstance(v, UploadFile)]
+            if "mask" in form:
+                raise ValidationFailed(details=[FieldError("mask", "Masks are not supported here.")])
+            asked = openai_params.to_task(fields, deps.catalog)
+            if not 1 <= len(parts) <= MAX_IMAGES:
+                raise ValidationFailed(details=[FieldError("image", f"Send 1 to {MAX_IMAGES} images.")])
+            stored = [await _spool_upload(deps, who.account_id, p, p.filename) for p in parts]
+    else:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
+        asked = openai_params.to_task(body, deps.catalog)
+        stored = await _json_images(deps, who.account_id, body.get("images"))
+        if not stored:
+            raise ValidationFailed(details=[FieldError("images", "At least one image is required.")])
+    references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
+                  for s in stored]
+    return await _answer(deps, request, asked, await _run(deps, request, who.account_id, asked, references))

@@ -1,0 +1,108 @@
+"""OpenAI Images request fields → a catalog task request (pure; no I/O).
+
+The catalog decides: ``size`` maps to whichever option of the model's size parameter makes
+those pixels (``output.sizes``), ``output_format`` to its format parameter, ``quality`` to its
+quality parameter. ``auto`` (and an absent field) means the model's default. A value the model
+cannot honour is a 400 naming the OpenAI field, never a silent substitute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sfumato.catalog import Catalog, ModelSpec
+from sfumato.errors import FieldError, ValidationFailed
+
+MODEL_ALIASES = {"gpt-image-1.5": "gpt-image-1-5"}
+"""OpenAI's own model names for catalog models (OpenAI SDK users send these)."""
+MAX_N = 10
+IGNORED = ("user", "moderation", "stream", "partial_images", "style", "input_fidelity", "output_compression")
+"""Accepted and ignored: they change nothing about the image a catalog model makes here."""
+KNOWN = ("model", "prompt", "n", "size", "quality", "output_format", "response_format", "background",
+         *IGNORED)
+
+
+@dataclass(frozen=True)
+class OpenAIRequest:
+    model: ModelSpec
+    prompt: str
+    params: dict[str, str]
+    n: int
+    response_format: str
+    """``b64_json`` or ``url``."""
+    size: str | None
+    output_format: str
+
+
+def _bad(param: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid value for {param}.", [FieldError(param, message)])
+
+
+def model_of(raw: Any, catalog: Catalog) -> ModelSpec:
+    name = raw if isinstance(raw, str) else ""
+    spec = catalog.get(MODEL_ALIASES.get(name, name))
+    if spec is None:
+        known = ", ".join([*catalog.ids, *MODEL_ALIASES])
+        raise _bad("model", f"Unknown model {str(raw)[:80]!r}; known: {known}.")
+    return spec
+
+
+def _size(spec: ModelSpec, raw: Any, params: dict[str, str]) -> str | None:
+    if raw in (None, "auto"):
+        return None
+    sizes = spec.output.sizes
+    matches = [option for option, (w, h) in sizes.items() if raw == f"{w}x{h}"]
+    if not matches or spec.output.size_param is None:
+        offered = sorted({f"{w}x{h}" for w, h in sizes.values()}) if spec.output.size_param else []
+        raise _bad("size", f"{spec.id} makes {', '.join(['auto', *offered])}.")
+    params[spec.output.size_param] = matches[0]
+    return str(raw)
+
+
+def _select(spec: ModelSpec, key: str, raw: Any, params: dict[str, str], field: str) -> None:
+    if raw in (None, "auto"):
+        return
+    param = spec.param(key)
+    options = param.options if param is not None and param.options else ()
+    if raw not in options:
+        raise _bad(field, f"{spec.id} takes {field} {', '.join(['auto', *options]) if options else 'auto'}.")
+    params[key] = str(raw)
+
+
+def _output_format(spec: ModelSpec, raw: Any, params: dict[str, str]) -> str:
+    fmt_param = spec.output.format_param
+    if raw in (None, "auto"):
+        return params.get(fmt_param or "", spec.output.default_format)
+    if fmt_param is None:
+        if raw != spec.output.default_format:
+            raise _bad("output_format", f"{spec.id} makes {spec.output.default_format} only.")
+        return str(raw)
+    _select(spec, fmt_param, raw, params, "output_format")
+    return str(raw)
+
+
+def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
+    """Check an OpenAI images request and map it onto the catalog; ``ValidationFailed`` naming
+    the first OpenAI field that cannot be honoured."""
+    unknown = sorted(set(body) - set(KNOWN) - {"image", "image[]", "images", "mask"})
+    if unknown:
+        raise _bad(unknown[0], f"Unrecognized request argument: {unknown[0]}.")
+    spec = model_of(body.get("model", "gpt-image-1.5"), catalog)
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _bad("prompt", "A non-empty prompt is required.")
+    n = body.get("n", 1)
+    n = int(n) if isinstance(n, (int, str)) and str(n).isdigit() else -1
+    if not 1 <= n <= MAX_N:
+        raise _bad("n", f"n must be 1 to {MAX_N}.")
+    response_format = body.get("response_format") or "b64_json"
+    if response_format not in ("b64_json", "url"):
+        raise _bad("response_format", "response_format must be b64_json or url.")
+    if body.get("background") not in (None, "auto", "opaque"):
+        raise _bad("background", "Only opaque backgrounds are made here.")
+    params: dict[str, str] = {}
+    size = _size(spec, body.get("size"), params)
+    _select(spec, "quality", body.get("quality"), params, "quality")
+    output_format = _output_format(spec, body.get("output_format"), params)
+    return OpenAIRequest(spec, prompt, params, n, response_format, size, output_format)
