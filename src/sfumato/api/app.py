@@ -12,7 +12,7 @@ from sfumato import __version__
 from sfumato.api import errors
 from sfumato.api.middleware import RequestIdMiddleware
 from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
-from sfumato.api.surfaces import openai_images
+from sfumato.api.surfaces import image_edit, openai_images
 from sfumato.metrics import HttpMetricsMiddleware
 
 DESCRIPTION = """One HTTP API over many image models. Create a task (model id, prompt, params),
@@ -25,7 +25,7 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.route_methods = []
-    for module in (models, tasks, task_events, files, account, webhooks, openai_images, operations):
+    for module in (models, tasks, task_events, files, account, webhooks, openai_images, image_edit, operations):
         app.include_router(module.router)
         app.state.route_methods += [
             (route.path_regex, route.methods) for route in module.router.routes if isinstance(route, APIRoute)

@@ -29,6 +29,8 @@ def request_id_of(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+IMAGE_EDIT_PATH = "/api/v1/image/generation"
+"""The image-edit API (spec §8): errors in its own envelope ``{code, data, message, request_id}``."""
 OPENAI_PREFIX = "/v1/"
 """The OpenAI-compatible door: its clients read OpenAI's error envelope, so errors there get it."""
 
@@ -49,6 +51,11 @@ def envelope(
     request: Request, status: int, code: str, message: str,
     details: list[FieldError] | None = None, headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    if request.url.path.startswith(IMAGE_EDIT_PATH):  # the page's envelope: code is the HTTP status
+        problems = "; ".join(f"{d.field}: {d.message}" for d in details or [])
+        page: dict[str, Any] = {"code": status, "data": None, "message": f"{message} {problems}".strip(),
+                                "request_id": request_id_of(request), "error": code}
+        return JSONResponse(page, status_code=status, headers=headers)
     if request.url.path.startswith(OPENAI_PREFIX):
         status = 400 if status == 422 else status  # OpenAI answers a bad request with 400
         return JSONResponse(openai_error(status, code, message, details), status_code=status, headers=headers)

@@ -205,3 +205,31 @@ class OpenAIImagesResponse(BaseModel):
     quality: str
     background: str
 
+
+class ImageEditUsage(BaseModel):
+    images: int
+    seconds: float
+    input_tokens: int
+    total_tokens: int
+    output_tokens: int
+
+
+class ImageEditData(BaseModel):
+    urls: list[str]
+    usage: ImageEditUsage
+    expired: str
+    task_id: str
+    task_status: str
+    task_ids: list[str]
+
+
+class ImageEditEnvelope(BaseModel):
+    """The image-edit page's envelope: ``code`` 0 and ``data`` on success; on an error ``code``
+    is the HTTP status, ``data`` null and ``error`` the sfumato error code."""
+
+    code: int
+    data: ImageEditData | None
+    message: str
+    request_id: str
+    error: str | None = None
+

@@ -113,8 +113,8 @@ async def _json_images(deps: Deps, account_id: str, images: Any) -> list[StoredF
 
 
 async def _run(deps: Deps, request: Request, account_id: str, asked: openai_params.OpenAIRequest,
-               references: list[dict[str, Any]]) -> list[Task]:
-    """Create ``n`` tasks in one transaction and wait for them to end."""
+               references: list[dict[str, Any]], *, wait: bool = True) -> list[Task]:
+    """Create ``n`` tasks in one transaction and (unless ``wait`` is off) wait for them to end."""
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
     task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
                                          deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
@@ -126,6 +126,8 @@ async def _run(deps: Deps, request: Request, account_id: str, asked: openai_para
     deps.signals.task_queued()
     metrics.TASKS_CREATED.labels(asked.model.id).inc(len(created))
     metrics.CREDITS.labels("reserved").inc(sum(t.reserved_credits for t in created))
+    if not wait:
+        return created
     cap = deps.settings.max_prefer_wait_seconds
     return list(await asyncio.gather(*(watch.until_done(deps, account_id, t.id, cap) for t in created)))
 

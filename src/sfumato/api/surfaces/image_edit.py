@@ -1,0 +1,163 @@
+"""The image-edit API of spec §8 (``shared/seeds/image-edit.zh.txt``) at
+``POST /api/v1/image/generation``, over the same task engine, ledger and limits.
+
+Every field and limit of the page is checked, all problems at once. The edit runs as ``n``
+``gpt-image-1-5`` tasks with the images as references; the answer is the page's envelope
+``{code, data: {urls, usage, expired, task_id, task_status}, message, request_id}`` once they
+end, or, past ``SFUMATO_MAX_PREFER_WAIT_SECONDS``, with ``urls: []`` and the task still
+running: ``GET /api/v1/image/generation/{task_id}`` (or the task API) follows it. With
+``stream: true`` the answer is server-sent events: ``status`` while the task runs, then
+``image_edit.completed`` with the envelope (the sandbox and the current upstreams give no
+partial images, so ``partial_images`` changes nothing yet).
+
+Mapped onto the catalog: ``size`` to ``aspect_ratio``; ``quality`` ``medium``/``high`` as is,
+``auto`` to the default and ``low`` to ``medium`` (the catalog's lowest); ``background``,
+``input_fidelity``, ``moderation``, ``output_compression`` and ``user`` are checked and
+ignored. The catalog's model makes PNG: ``output_format`` ``jpeg``/``webp`` and a
+``transparent`` background are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
+from sfumato.api.errors import request_id_of
+from sfumato.api.routes.files import file_view
+from sfumato.api.routes.tasks import _json_body, view
+from sfumato.api.schemas import ImageEditEnvelope
+from sfumato.api.surfaces.openai_images import _json_images, _run
+from sfumato.api.surfaces.openai_params import OpenAIRequest
+from sfumato.clock import iso_ms
+from sfumato.db.models import Task
+from sfumato.deps import Deps
+from sfumato.errors import FieldError, ValidationFailed
+from sfumato.tasks import service, watch
+from sfumato.tasks.status import Status
+
+router = APIRouter(prefix="/api/v1/image/generation", tags=["image-edit"])
+PATH = "/api/v1/image/generation"
+MODELS = ("gpt-image-1.5", "gpt-image-1-5")
+SIZES = {"auto": None, "1024x1024": "1:1", "1536x1024": "3:2", "1024x1536": "2:3"}
+QUALITY = {"auto": None, "low": "medium", "medium": "medium", "high": "high"}
+CHOICES = {"background": ("transparent", "opaque", "auto"), "input_fidelity": ("high", "low"),
+           "moderation": ("low", "auto"), "output_format": ("png", "jpeg", "webp")}
+RANGES = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (0, 3)}
+FIELDS = ("images", "prompt", "model", "background", "input_fidelity", "moderation", "n", "output_compression",
+          "output_format", "partial_images", "quality", "size", "stream", "user")
+_responses: dict[int | str, dict[str, Any]] = {
+    200: {"model": ImageEditEnvelope, "content": {"text/event-stream": {}}},
+    **{code: {"model": ImageEditEnvelope} for code in (401, 402, 404, 409, 413, 422, 429)}}
+
+
+def _check_images(images: Any) -> list[FieldError]:
+    if not isinstance(images, list) or not 1 <= len(images) <= 16:
+        return [FieldError("images", "1 to 16 items of {image_url} or {file_id}.")]
+    return [FieldError(f"images[{i}]", "Provide exactly one of image_url or file_id.")
+            for i, item in enumerate(images)
+            if len([k for k in ("image_url", "file_id") if isinstance(item, dict) and item.get(k)]) != 1]
+
+
+def _check_options(body: dict[str, Any]) -> list[FieldError]:
+    problems = [FieldError(key, f"One of {', '.join(allowed)}.")
+                for key, allowed in (*CHOICES.items(), ("size", tuple(SIZES)), ("quality", tuple(QUALITY)))
+                if key in body and body[key] not in allowed]
+    for key, (low, high) in RANGES.items():
+        value = body.get(key)
+        if key in body and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            problems.append(FieldError(key, f"An integer from {low} to {high}."))
+    if "stream" in body and not isinstance(body["stream"], bool):
+        problems.append(FieldError("stream", "true or false."))
+    if "user" in body and not isinstance(body["user"], str):
+        problems.append(FieldError("user", "A string."))
+    return problems
+
+
+def _check(body: dict[str, Any]) -> list[FieldError]:
+    """Every rule of the page, each broken one named; then what this server cannot make."""
+    problems = [FieldError(k, "Unknown field.") for k in body if k not in FIELDS]
+    problems += _check_images(body.get("images"))
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not 1 <= len(prompt) <= 32000:
+        problems.append(FieldError("prompt", "A string of 1 to 32000 characters."))
+    if body.get("model") not in MODELS:
+        problems.append(FieldError("model", "The model is gpt-image-1.5."))
+    problems += _check_options(body)
+    if body.get("output_format") in ("jpeg", "webp"):
+        problems.append(FieldError("output_format", "gpt-image-1.5 here makes png."))
+    if body.get("background") == "transparent":
+        problems.append(FieldError("background", "Transparent backgrounds are not made here."))
+    return problems
+
+
+def _asked(deps: Deps, body: dict[str, Any]) -> OpenAIRequest:
+    spec = deps.catalog.get("gpt-image-1-5")
+    assert spec is not None
+    params = {k: v for k, v in (("aspect_ratio", SIZES[body.get("size", "auto")]),
+                                ("quality", QUALITY[body.get("quality", "auto")])) if v is not None}
+    return OpenAIRequest(spec, body["prompt"], params, int(body.get("n", 1)), "url", body.get("size"), "png")
+
+
+def envelope_of(deps: Deps, request: Request, tasks: list[Task], seconds: float) -> dict[str, Any]:
+    shape = view(deps, request)
+    done = [t for t in tasks if t.status == Status.SUCCEEDED]
+    urls = [m["url"] for t in done for m in shape.task(t)["result"]["media"]]
+    expires = deps.clock.now() + timedelta(seconds=deps.settings.media_url_ttl_seconds)
+    statuses = {t.status for t in tasks}
+    status = next((s for s in ("running", "queued", "failed", "canceled") if s in statuses), "succeeded")
+    data = {"urls": urls, "usage": {"images": len(urls), "seconds": round(seconds, 3), "input_tokens": 0,
+                                    "total_tokens": 0, "output_tokens": 0},
+            "expired": iso_ms(expires), "task_id": tasks[0].id, "task_status": status,
+            "task_ids": [t.id for t in tasks]}
+    failed = next((t for t in tasks if t.status in ("failed", "canceled")), None)
+    message = "success" if not failed else f"{(failed.error or {}).get('code')}: {(failed.error or {}).get('message')}"
+    return {"code": 0, "data": data, "message": message, "request_id": request_id_of(request)}
+
+
+async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[str, Any], list[Task]]:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
+    problems = _check(body)
+    if problems:
+        raise ValidationFailed("The request is not valid.", problems)
+    stored = await _json_images(deps, account_id, body["images"])
+    references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
+                  for s in stored]
+    return body, await _run(deps, request, account_id, _asked(deps, body), references, wait=not body.get("stream"))
+
+
+@router.post("", summary="Edit images (the image-edit API)", responses=_responses)
+async def image_generation(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Any:
+    began = time.monotonic()
+    body, tasks = await _start(deps, request, who.account_id)
+    if body.get("stream"):
+        return StreamingResponse(_stream(deps, request, who.account_id, tasks, began),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return JSONResponse(envelope_of(deps, request, tasks, time.monotonic() - began))
+
+
+async def _stream(deps: Deps, request: Request, account_id: str, tasks: list[Task], began: float
+                  ) -> AsyncIterator[str]:
+    ended = []
+    for task in tasks:
+        last = task
+        async for last in watch.changes(deps, account_id, task.id):
+            yield f"event: status\ndata: {json.dumps({'task_id': last.id, 'task_status': last.status})}\n\n"
+        ended.append(last)
+    completed = envelope_of(deps, request, ended, time.monotonic() - began)
+    yield f"event: image_edit.completed\ndata: {json.dumps(completed, separators=(',', ':'))}\n\n"
+
+
+@router.get("/{task_id}", summary="An image-edit task, in the page's envelope", responses=_responses)
+async def image_generation_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
+    async with deps.db.read() as session:
+        task = await service.get_task(session, who.account_id, task_id)
+    return JSONResponse(envelope_of(deps, request, [task], 0.0))
