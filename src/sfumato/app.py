@@ -24,7 +24,7 @@ from sfumato.deps import Deps
 from sfumato.files.urls import MediaSigner
 from sfumato.providers.factory import build_registry
 from sfumato.settings import Settings
-from sfumato.storage import LocalStorage
+from sfumato.storage import LocalStorage, Storage
 from sfumato.worker.loop import Worker
 from sfumato.worker.signal import Signals
 
@@ -44,6 +44,16 @@ def secret_key(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
+def build_storage(settings: Settings) -> Storage:
+    if settings.storage_backend == "s3":
+        from sfumato.storage.s3 import S3Storage  # aioboto3 is only imported where it is used
+
+        assert settings.s3_bucket is not None
+        return S3Storage(settings.s3_bucket, spool_dir=settings.data_dir / "spool", prefix=settings.s3_prefix,
+                         endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+    return LocalStorage(settings.storage_dir)
+
+
 def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signals, db = Signals(), Database(settings.resolved_database_url)
@@ -52,7 +62,7 @@ def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
         settings=settings,
         db=db,
         catalog=load_catalog(settings.catalog_dir),
-        storage=LocalStorage(settings.storage_dir),
+        storage=build_storage(settings),
         signer=MediaSigner(secret_key(settings)),
         providers=build_registry(settings),
         clock=clock or SystemClock(),
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
                 await stack.enter_async_context(listening_for_changes(deps))
             yield
         await deps.providers.aclose()
+        await deps.storage.aclose()
         await deps.db.dispose()
 
     app = build_api(lifespan)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,6 +81,19 @@ class Settings(BaseSettings):
     """Longest wait ``Prefer: wait=N`` (on POST /api/v1/tasks) or a synchronous door may hold a
     request open for a task to end."""
 
+    # Storage
+    storage_backend: Literal["local", "s3"] = "local"
+    """``local``: files under ``{data_dir}/storage``; ``s3``: an S3-compatible bucket."""
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    """Unset: AWS itself. Set for MinIO, R2, Ceph… (``http://127.0.0.1:9000``)."""
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    """Key prefix inside the bucket (one bucket shared by several deployments)."""
+    s3_presigned_downloads: bool = False
+    """Send file downloads to a short-lived presigned URL of the bucket instead of streaming them
+    through sfumato (the client must be able to reach the bucket)."""
+
     # Webhooks
     webhook_allow_private: bool = False
     """Let webhooks reach loopback, private and link-local addresses (a private network; tests)."""
@@ -114,6 +127,12 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'sfumato.db'}"
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("SFUMATO_STORAGE_BACKEND=s3 needs SFUMATO_S3_BUCKET")
+        return self
 
     @property
     def storage_dir(self) -> Path:

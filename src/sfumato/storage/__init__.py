@@ -1,4 +1,5 @@
-"""Where bytes live. ``Storage`` is the interface; ``LocalStorage`` the embedded default."""
+"""Where bytes live. ``Storage`` is the interface; ``LocalStorage`` the embedded default,
+``S3Storage`` (``storage/s3.py``) object storage."""
 
 from sfumato.storage.base import Storage
 from sfumato.storage.local import LocalStorage

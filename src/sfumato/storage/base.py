@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -27,3 +28,15 @@ class Storage(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the bytes from directly, when there is one."""
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        """The bytes in pieces, for serving a file without holding it whole."""
+
+    async def presigned_url(self, key: str, seconds: int, *, mime_type: str, disposition: str) -> str | None:
+        """A URL of the backend itself to send the client to, or ``None`` (sfumato serves it)."""
+
+    async def check(self) -> None:
+        """Raise unless the storage can be written and read now (readiness)."""
+
+    async def aclose(self) -> None:
+        """Release clients (the app's lifespan calls this)."""

@@ -9,9 +9,11 @@ import contextlib
 import os
 import re
 import tempfile
-import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+
+from sfumato.storage.spool import sweep
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(\.[a-z0-9]+)?$")
 
@@ -60,18 +62,8 @@ class LocalStorage:
         path.mkdir(exist_ok=True)
         return path
 
-    def _sweep(self, older_than: timedelta) -> int:
-        cutoff, removed = time.time() - older_than.total_seconds(), 0
-        for path in self.temp_dir().glob("upload-*.part"):
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-        return removed
-
     async def sweep_temp(self, older_than: timedelta) -> int:
-        # File times are the file system's wall clock, so this compares with that, not deps.clock.
-        return await asyncio.to_thread(self._sweep, older_than)
+        return await asyncio.to_thread(sweep, self.temp_dir(), older_than)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)
@@ -82,3 +74,17 @@ class LocalStorage:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        data = await self.get(key)  # served from local_path in practice; here for the protocol
+        yield data
+
+    async def presigned_url(self, key: str, seconds: int, *, mime_type: str, disposition: str) -> str | None:
+        return None  # local files are served by sfumato itself
+
+    async def check(self) -> None:
+        await self.put("health/probe", b"ok")
+        await self.delete("health/probe")
+
+    async def aclose(self) -> None:
+        pass

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from sfumato.api.dependencies import DepsDep, PrincipalDep
 from sfumato.api.schemas import ErrorEnvelope, FileOut, FilePage
@@ -133,8 +133,14 @@ async def file_content(
     path = deps.storage.local_path(stored.storage_key)
     if path is not None:
         return FileResponse(path, media_type=stored.mime_type, headers=headers)
-    data = await deps.storage.get(stored.storage_key)
-    return Response(data, media_type=stored.mime_type, headers=headers)
+    if deps.settings.s3_presigned_downloads:
+        seconds = max(1, min(300, expires - int(deps.clock.now().timestamp())))
+        target = await deps.storage.presigned_url(stored.storage_key, seconds, mime_type=stored.mime_type,
+                                                  disposition=headers["Content-Disposition"])
+        if target is not None:
+            return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})
+    return StreamingResponse(deps.storage.stream(stored.storage_key), media_type=stored.mime_type,
+                             headers={**headers, "Content-Length": str(stored.bytes)})
 
 
 

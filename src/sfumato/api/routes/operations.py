@@ -30,8 +30,7 @@ async def _database(deps: DepsDep) -> None:
 
 
 async def _storage(deps: DepsDep) -> None:
-    await deps.storage.put("health/probe", b"ok")
-    await deps.storage.delete("health/probe")
+    await deps.storage.check()
 
 
 async def _redis(request: Request) -> None:
