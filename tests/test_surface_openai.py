@@ -134,3 +134,22 @@ def test_mapping_uses_the_catalogs_sizes() -> None:
         "image_size": "portrait_4_3"}
     assert to_task({"model": "gpt-image-1.5", "prompt": "x", "size": "auto", "quality": "auto"},
                    catalog).params == {}
+
+
+async def test_image_bodies_are_capped_but_large_inline_images_fit(
+    sdk: tuple[openai.AsyncOpenAI, Customer, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfumato.api.surfaces import openai_images
+
+    _, who, _, url = sdk
+    big = io.BytesIO()
+    Image.effect_noise((900, 900), 90).convert("RGB").save(big, "PNG")  # ~2 MB: over the task API's 1 MiB cap
+    inline = "data:image/png;base64," + base64.b64encode(big.getvalue()).decode()
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {who.api_key}"}, timeout=60) as http:
+        fits = await http.post("/v1/images/edits", json={"model": "qwen-image", "prompt": "x",
+                                                          "images": [{"image_url": inline}]})
+        monkeypatch.setattr(openai_images, "MAX_IMAGES_BODY", 100_000)
+        over = await http.post("/v1/images/edits", data={"model": "qwen-image", "prompt": "x"},
+                               files={"image": ("big.png", big.getvalue(), "image/png")})
+    assert len(big.getvalue()) > 1024 * 1024 and fits.status_code == 200, fits.text
+    assert over.status_code == 413 and over.json()["error"]["code"] == "payload_too_large"

@@ -34,16 +34,17 @@ class PayloadTooLarge(SfumatoError):
     default_message = f"The request body is over {MAX_BODY_BYTES} bytes."
 
 
-async def _json_body(request: Request) -> Any:
-    """Read at most ``MAX_BODY_BYTES``; a larger body is refused before it is read whole."""
+async def json_body(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Read at most ``max_bytes``; a larger body is refused before it is read whole."""
+    too_large = PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge()
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge()
+        if size > max_bytes:
+            raise too_large
         chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks))
@@ -73,7 +74,7 @@ def view(deps: Deps, request: Request) -> TaskView:
     },
 )
 async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
-    body = await _json_body(request)
+    body = await json_body(request)
     task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
     if task_request.webhook_url and (refused := destination_problem(task_request.webhook_url,
                                                                      deps.settings.webhook_allow_private)):
