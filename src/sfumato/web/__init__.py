@@ -1,0 +1,1 @@
+"""Pages for people: the model documentation rendered from the catalog."""
