@@ -97,6 +97,8 @@ def serve(
             f"curl -s {base}/api/v1/models | head -c 300",
             title="sfumato demo", border_style="green",
         ))
+        # Unwrapped, to stay clickable; the key is in the #fragment, which browsers never send.
+        console.print(f"Playground: {base}/playground#key={key}", soft_wrap=True, highlight=False, markup=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
 
 

@@ -14,7 +14,7 @@ from sfumato.api.middleware import RequestIdMiddleware
 from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
 from sfumato.api.surfaces import image_edit, openai_images
 from sfumato.metrics import HttpMetricsMiddleware
-from sfumato.web import pages
+from sfumato.web import pages, playground
 
 DESCRIPTION = """One HTTP API over many image models. Create a task (model id, prompt, params),
 get `queued` and a credit reservation back at once, poll until it `succeeded` or `failed`."""
@@ -26,7 +26,8 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.route_methods = []
-    for module in (models, tasks, task_events, files, account, webhooks, openai_images, image_edit, pages, operations):
+    for module in (models, tasks, task_events, files, account, webhooks, openai_images, image_edit, pages, playground,
+                   operations):
         app.include_router(module.router)
         app.state.route_methods += [
             (route.path_regex, route.methods) for route in module.router.routes if isinstance(route, APIRoute)

@@ -1,0 +1,47 @@
+"""``/playground``: a page for trying the models in a browser, and its static files.
+
+The page is a shell; the JavaScript modules in ``static/`` build the form from
+``GET /api/v1/models`` and talk to the same public API as any client, with the key the user
+pastes (kept in the browser's localStorage). The Content-Security-Policy keeps every script
+and every request on this origin, so the key can only travel to this server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from sfumato.errors import NotFound
+from sfumato.web.pages import templates
+
+router = APIRouter(include_in_schema=False)
+STATIC = Path(__file__).with_name("static")
+MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# Only files that ship in static/ are served, looked up by name: no path is ever joined from input.
+ASSETS = {path.name: path for path in STATIC.iterdir() if path.suffix in MEDIA_TYPES}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' blob: data: https: http:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@router.get("/playground", response_class=HTMLResponse)
+async def playground(request: Request) -> HTMLResponse:
+    response = templates.TemplateResponse(request, "playground.html", {"assets": "/playground/assets"})
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@router.get("/playground/assets/{name}")
+async def asset(name: str) -> FileResponse:
+    path = ASSETS.get(name)
+    if path is None:
+        raise NotFound(f"No playground asset {name[:100]!r}.")
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
