@@ -4,7 +4,6 @@ the whole API on it (uploads, task outputs, downloads streamed or presigned, del
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,14 +15,9 @@ from PIL import Image
 
 from tests.conftest import new_customer, serve
 from tests.helpers import create, wait_for_task
+from tests.processes import free_port
 
 BUCKET = "sfumato-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +26,7 @@ def s3_endpoint() -> Iterator[str]:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # pragma: no cover - moto is a dev dependency
         pytest.skip(f"moto's S3 server is not installed: {exc}")
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -33,7 +33,7 @@ from sfumato.api.errors import request_id_of
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import json_body, view
 from sfumato.api.schemas import ImageEditEnvelope
-from sfumato.api.surfaces.openai_images import MAX_IMAGES_BODY, _json_images, _run
+from sfumato.api.surfaces.openai_images import MAX_IMAGES_BODY, json_images, run_tasks
 from sfumato.api.surfaces.openai_params import OpenAIRequest
 from sfumato.clock import iso_ms
 from sfumato.db.models import Task
@@ -128,10 +128,10 @@ async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[st
     problems = _check(body)
     if problems:
         raise ValidationFailed("The request is not valid.", problems)
-    stored = await _json_images(deps, account_id, body["images"])
+    stored = await json_images(deps, account_id, body["images"])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    return body, await _run(deps, request, account_id, _asked(deps, body), references, wait=not body.get("stream"))
+    return body, await run_tasks(deps, account_id, _asked(deps, body), references, wait=not body.get("stream"))
 
 
 @router.post("", summary="Edit images (the image-edit API)", responses=_responses)

@@ -107,7 +107,7 @@ async def _spool_upload(deps: Deps, account_id: str, part: UploadFile | bytes, n
     return await uploads.store_upload(deps, account_id, SpooledFile(Path(spool), name, size), deps.clock.now())
 
 
-async def _json_images(deps: Deps, account_id: str, images: Any) -> list[StoredFile]:
+async def json_images(deps: Deps, account_id: str, images: Any) -> list[StoredFile]:
     """``images: [{image_url} | {file_id}]``: a ``data:`` URL (stored as an upload), or a file
     this account already has (by id or by its sfumato URL). Nothing is fetched from elsewhere."""
     if not isinstance(images, list) or len(images) > MAX_IMAGES:
@@ -134,8 +134,8 @@ async def _json_images(deps: Deps, account_id: str, images: Any) -> list[StoredF
     return found
 
 
-async def _run(deps: Deps, request: Request, account_id: str, asked: openai_params.OpenAIRequest,
-               references: list[dict[str, Any]], *, wait: bool = True) -> list[Task]:
+async def run_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequest,
+                    references: list[dict[str, Any]], *, wait: bool = True) -> list[Task]:
     """Create ``n`` tasks in one transaction and (unless ``wait`` is off) wait for them to end."""
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
     task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
@@ -169,11 +169,12 @@ async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIReque
     shape = view(deps, request)
     data = []
     for task in done:
-        for media in shape.task(task)["result"]["media"]:
+        kept = (task.result or {}).get("media", [])
+        for entry, media in zip(kept, shape.task(task)["result"]["media"], strict=True):
             if asked.response_format == "url":
                 data.append({"url": media["url"]})
             else:
-                data.append({"b64_json": base64.b64encode(await _bytes(deps, media["url"])).decode()})
+                data.append({"b64_json": base64.b64encode(await _bytes(deps, entry["file_id"])).decode()})
     first = (done[0].result or {}).get("media", [{}])[0]
     return JSONResponse({
         "created": int(time.time()), "data": data, "output_format": asked.output_format,
@@ -182,9 +183,9 @@ async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIReque
     })
 
 
-async def _bytes(deps: Deps, url: str) -> bytes:
+async def _bytes(deps: Deps, file_id: str) -> bytes:
     async with deps.db.read() as session:
-        key = await session.scalar(select(StoredFile.storage_key).where(StoredFile.id == file_id_from_url(url)))
+        key = await session.scalar(select(StoredFile.storage_key).where(StoredFile.id == file_id))
     return await deps.storage.get(str(key))
 
 
@@ -196,7 +197,7 @@ async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     asked = openai_params.to_task(body, deps.catalog)
-    return await _answer(deps, request, asked, await _run(deps, request, who.account_id, asked, []))
+    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, []))
 
 
 @router.post("/edits", summary="Edit images (OpenAI-compatible; multipart or JSON)",
@@ -218,9 +219,9 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> J
         if not isinstance(body, dict):
             raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
         asked = openai_params.to_task(body, deps.catalog)
-        stored = await _json_images(deps, who.account_id, body.get("images"))
+        stored = await json_images(deps, who.account_id, body.get("images"))
         if not stored:
             raise ValidationFailed(details=[FieldError("images", "At least one image is required.")])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    return await _answer(deps, request, asked, await _run(deps, request, who.account_id, asked, references))
+    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, references))
