@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import ResolveResult
+from aiohttp.abc import AbstractResolver, ResolveResult
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
@@ -28,7 +28,7 @@ from sfumato.api.schemas import TaskView
 from sfumato.clock import iso_ms
 from sfumato.db.models import Account, Task, WebhookDelivery
 from sfumato.deps import Deps
-from sfumato.webhooks.urls import destination_problem, public_address
+from sfumato.webhooks import urls
 
 log = logging.getLogger("sfumato.webhooks")
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -40,16 +40,17 @@ MAX_RESPONSE = 4096
 """Bytes of a receiver's answer read (and kept in the log); the rest is not waited for."""
 
 
-class PublicOnlyResolver(aiohttp.ThreadedResolver):
-    """Resolves names to public addresses only: a webhook cannot be aimed at the server's
-    network through a name that resolves (or re-resolves) to a private address."""
+class NoNames(AbstractResolver):
+    """The HTTP client's resolver for webhooks: it resolves nothing. A delivery's URL is
+    resolved and checked by :func:`urls.resolve` and sent to the checked address, so a name
+    reaching the client would be a bug; it fails instead of connecting somewhere unchecked."""
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = [r for r in await super().resolve(host, port, family) if public_address(r["host"])]
-        if not found:
-            raise OSError(f"{host} resolves to no public address")
-        return found
+        raise OSError(f"webhooks connect to checked addresses only, not to the name {host!r}")
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +69,7 @@ class Dispatcher:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            allow_private = self.deps.settings.webhook_allow_private
-            connector = aiohttp.TCPConnector(resolver=None if allow_private else PublicOnlyResolver(), limit=64)
+            connector = aiohttp.TCPConnector(resolver=NoNames(), limit=64)
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
@@ -130,35 +130,47 @@ class Dispatcher:
         now = self.deps.clock.now()
         started = time.perf_counter()
         entry: dict[str, Any] = {"at": iso_ms(now), "attempt": due.attempts}
+        refused = urls.destination_problem(due.url, self.deps.settings.webhook_allow_private)
         try:
-            body, secret = await self._message(due, now)
-            entry.update(await self._post(due, body, secret, now))
+            if refused:  # never sent, whatever the time: fails now instead of retrying for a day
+                entry["error"] = refused
+            else:
+                body, secret = await self._message(due, now)
+                entry.update(await self._post(due, body, secret, now))
         except Exception as exc:  # any failure is this attempt's outcome, recorded and retried
             entry["error"] = f"{exc.__class__.__name__}: {exc}"[:300]
         entry["duration_ms"] = round((time.perf_counter() - started) * 1000)
-        await self._record(due, entry, delivered=200 <= entry.get("status_code", 0) < 300)
+        await self._record(due, entry, delivered=200 <= entry.get("status_code", 0) < 300, final=bool(refused))
 
     async def _post(self, due: Due, body: str, secret: str, now: datetime) -> dict[str, Any]:
-        refused = destination_problem(due.url, self.deps.settings.webhook_allow_private)
-        if refused:
-            return {"error": refused}
+        """POST to the address the URL's host was resolved to and checked as, this attempt."""
+        target = urls.parse(due.url)
+        addresses = await urls.resolve(target, self.deps.settings.webhook_allow_private)
         headers = {
+            "host": target.host_header,
             "content-type": "application/json", "user-agent": f"sfumato-webhooks/{__version__}",
             "webhook-id": due.id, "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(secret).sign(due.id, now, body),
         }
         timeout = aiohttp.ClientTimeout(total=self.deps.settings.webhook_timeout_seconds)
-        async with self._http().post(due.url, data=body.encode(), headers=headers, timeout=timeout,
-                                     allow_redirects=False) as response:
-            answer = await response.content.read(MAX_RESPONSE)
-            return {"status_code": response.status, "response": answer.decode("utf-8", "replace")[:300]}
+        tls_name = target.host.rstrip(".") if target.literal is None and target.url.scheme == "https" else None
+        for address in addresses:  # each one checked; the next only if this one cannot be reached
+            try:
+                async with self._http().post(target.connect_url(address), data=body.encode(), headers=headers,
+                                             timeout=timeout, allow_redirects=False,
+                                             server_hostname=tls_name) as response:
+                    answer = await response.content.read(MAX_RESPONSE)
+                    return {"status_code": response.status, "response": answer.decode("utf-8", "replace")[:300]}
+            except aiohttp.ClientConnectorError as exc:
+                unreachable = exc
+        raise unreachable
 
-    async def _record(self, due: Due, entry: dict[str, Any], *, delivered: bool) -> None:
+    async def _record(self, due: Due, entry: dict[str, Any], *, delivered: bool, final: bool = False) -> None:
         now = self.deps.clock.now()
         values: dict[str, Any]
         if delivered:
             values = {"status": "delivered", "delivered_at": now}
-        elif due.attempts > len(SCHEDULE):
+        elif final or due.attempts > len(SCHEDULE):
             values = {"status": "failed"}
             log.warning("webhook %s to %s failed after %d attempts", due.id, due.url, due.attempts)
         else:
