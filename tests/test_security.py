@@ -104,3 +104,17 @@ async def test_prompt_limits_count_code_points_thai_combining_marks_included(mak
             assert _shape(over) == (422, "validation_failed"), model
             assert [d["field"] for d in over.json()["error"]["details"]] == ["prompt"]
             assert at_limit.status_code == 202, (model, at_limit.text)
+
+
+async def test_a_401_names_the_bearer_scheme(make_deps: Callable[..., Any]) -> None:
+    """RFC 6750 §3: every 401 carries ``WWW-Authenticate: Bearer``; a key that was sent and is
+    not good says ``error="invalid_token"``. The same on the compatible doors."""
+    deps = await make_deps(run_worker=False)
+    async with serve(deps) as client:
+        missing = [await client.get("/api/v1/tasks"), await client.post("/v1/images/generations", json={}),
+                   await client.post("/api/v1/image/generation", json={})]
+        wrong = await client.get("/api/v1/account", headers={"Authorization": "Bearer sk-sf_" + "x" * 43})
+    for answer in missing:
+        assert answer.status_code == 401 and answer.headers["www-authenticate"] == 'Bearer realm="sfumato"'
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="sfumato", error="invalid_token"'

@@ -139,7 +139,7 @@ def test_mapping_uses_the_catalogs_sizes() -> None:
 async def test_image_bodies_are_capped_but_large_inline_images_fit(
     sdk: tuple[openai.AsyncOpenAI, Customer, Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sfumato.api.surfaces import openai_images
+    from sfumato.api import bodies
 
     _, who, _, url = sdk
     big = io.BytesIO()
@@ -148,7 +148,7 @@ async def test_image_bodies_are_capped_but_large_inline_images_fit(
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {who.api_key}"}, timeout=60) as http:
         fits = await http.post("/v1/images/edits", json={"model": "qwen-image", "prompt": "x",
                                                           "images": [{"image_url": inline}]})
-        monkeypatch.setattr(openai_images, "MAX_IMAGES_BODY", 100_000)
+        monkeypatch.setattr(bodies, "IMAGES_LIMIT", 100_000)
         over = await http.post("/v1/images/edits", data={"model": "qwen-image", "prompt": "x"},
                                files={"image": ("big.png", big.getvalue(), "image/png")})
     assert len(big.getvalue()) > 1024 * 1024 and fits.status_code == 200, fits.text

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from sfumato.api.app import build_api
 from sfumato.api.dependencies import CreateRateLimit, KeyCache
+from sfumato.api.routes.files import upload_body_limit
 from sfumato.catalog import load_catalog
 from sfumato.clock import Clock, SystemClock
 from sfumato.db import migrate
@@ -56,7 +57,9 @@ def build_storage(settings: Settings) -> Storage:
 
 def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    signals, db = Signals(), Database(settings.resolved_database_url)
+    signals = Signals()
+    db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size,
+                  pool_overflow=settings.database_pool_overflow, pool_timeout=settings.database_pool_timeout_seconds)
     db.on_commit = signals.tasks_changed
     return Deps(
         settings=settings,
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
 
     app = build_api(lifespan)
     app.state.deps = deps
+    app.state.upload_limit = upload_body_limit(deps.settings)
     app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create, deps.settings.redis_url)
     app.state.key_cache = KeyCache(deps.settings.auth_cache_seconds, lambda: deps.clock.now().timestamp())
     return app

@@ -65,12 +65,25 @@ class Unauthorized(SfumatoError):
     code = "unauthorized"
     status = 401
     default_message = "Missing or invalid API key."
+    headers = {"WWW-Authenticate": 'Bearer realm="sfumato"'}
+    """RFC 6750 §3: a 401 names the scheme the client should use."""
+
+    def __init__(self, message: str | None = None, *, invalid_token: bool = False):
+        super().__init__(message)
+        if invalid_token:  # a key was sent and is not good (RFC 6750 §3.1's error code)
+            self.headers = {"WWW-Authenticate": 'Bearer realm="sfumato", error="invalid_token"'}
 
 
 class TaskNotCancelable(SfumatoError):
     code = "task_not_cancelable"
     status = 409
     default_message = "The task cannot be canceled in its current state."
+
+
+class PayloadTooLarge(SfumatoError):
+    code = "payload_too_large"
+    status = 413
+    default_message = "The request body is over the size limit."
 
 
 class FileTooLarge(SfumatoError):
@@ -83,6 +96,14 @@ class LinkExpired(SfumatoError):
     code = "link_expired"
     status = 403
     default_message = "The link is invalid or has expired."
+
+
+class ServerBusy(SfumatoError):
+    """Backpressure, not an outage: every database connection is in use; retry shortly."""
+
+    code = "server_busy"
+    status = 503
+    default_message = "The server is at capacity; retry after the time in Retry-After."
 
 
 class ServiceUnavailable(SfumatoError):

@@ -21,6 +21,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL. Unset: SQLite in WAL mode at ``{data_dir}/sfumato.db``."""
 
+    database_pool_size: int = Field(default=20, ge=1)
+    """PostgreSQL connections each process keeps open (SQLite: 8, reads only; its writes queue
+    in process). Size it to the concurrent requests and worker slots that use the database at
+    once, within the server's ``max_connections`` divided by the number of processes."""
+    database_pool_overflow: int = Field(default=20, ge=0)
+    """Extra connections opened under a burst and closed after it."""
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long a request waits for a free connection before it is answered 503 ``server_busy``
+    with ``Retry-After`` (saturation, told apart from ``service_unavailable``, an outage)."""
+
     public_url: str | None = None
     """Base URL put in signed media links. Unset: taken from each API request."""
     secret_key: str | None = None
@@ -36,6 +46,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     """How many times a task may be claimed (crash recoveries included) before it fails."""
     maintenance_interval_seconds: float = Field(default=5.0, gt=0)
+    orphan_grace_seconds: float = Field(default=3600.0, ge=60)
+    """Stored bytes no file row names are removed once this old; also how often they are looked for."""
 
     redis_url: str | None = None
     """``redis://host:6379/0``: share rate limits between API processes. Unset: per process."""

@@ -10,7 +10,8 @@ from fastapi.routing import APIRoute
 
 from sfumato import __version__
 from sfumato.api import errors
-from sfumato.api.middleware import RequestIdMiddleware
+from sfumato.api.bodies import BodyCap
+from sfumato.api.middleware import NulInUrlMiddleware, RequestIdMiddleware
 from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
 from sfumato.api.surfaces import image_edit, openai_images
 from sfumato.metrics import HttpMetricsMiddleware
@@ -21,8 +22,12 @@ get `queued` and a credit reservation back at once, poll until it `succeeded` or
 
 
 def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
-    app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # No slash redirects: Starlette builds their Location from the request's Host header.
+    app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  redirect_slashes=False)
     errors.install(app)
+    app.add_middleware(BodyCap)
+    app.add_middleware(NulInUrlMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.route_methods = []

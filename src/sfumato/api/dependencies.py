@@ -73,7 +73,7 @@ async def principal(
         cache: KeyCache = request.app.state.key_cache
         account_id = await cache.account_for(deps, secret)
     if account_id is None:
-        raise Unauthorized("The API key is not valid or has been revoked.")
+        raise Unauthorized("The API key is not valid or has been revoked.", invalid_token=True)
     return Principal(account_id, keys.hash_key(secret))
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from sfumato.errors import FieldError, ServiceUnavailable, SfumatoError
+from sfumato.errors import FieldError, ServerBusy, ServiceUnavailable, SfumatoError, ValidationFailed
 
 log = logging.getLogger("sfumato.api")
 
@@ -74,7 +74,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 async def _sfumato_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SfumatoError)
     headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | ServerBusy):
         headers = {"Retry-After": "1"}
     if exc.headers:
         headers = {**(headers or {}), **exc.headers}
@@ -110,7 +110,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return envelope(request, exc.status_code, code, str(exc.detail), headers=headers)
 
 
+_UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+"""What PostgreSQL answers for text it cannot hold (U+0000): the request's fault, not an outage."""
+
+
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, PoolTimeout):  # saturated, not down: all connections busy
+        log.warning("database pool exhausted; answering 503 server_busy")
+        return await _sfumato_error(request, ServerBusy())
+    if (isinstance(exc, DBAPIError) and isinstance(exc.orig, _UNSTORABLE_TEXT)) or isinstance(exc, _UNSTORABLE_TEXT):
+        return await _sfumato_error(request, ValidationFailed("Text may not contain the NUL character (U+0000).",
+                                                              [FieldError("body", "Contains U+0000.")]))
     log.warning("database unavailable: %s", exc.__class__.__name__)
     return await _sfumato_error(request, ServiceUnavailable())
 

@@ -58,12 +58,13 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20, pool_overflow: int = 20,
+                 pool_timeout: float = 10.0):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine: AsyncEngine = create_async_engine(
-                url, echo=echo, pool_size=8, max_overflow=8, pool_timeout=60,
+                url, echo=echo, pool_size=8, max_overflow=8, pool_timeout=max(pool_timeout, 60),
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -73,7 +74,7 @@ class Database:
             self.engine = create_async_engine(
                 # No pre-ping: it costs a round trip per checkout. A connection broken by a
                 # database restart fails its request (503) and is discarded by the pool.
-                url, echo=echo, pool_size=10, max_overflow=20, pool_timeout=30
+                url, echo=echo, pool_size=pool_size, max_overflow=pool_overflow, pool_timeout=pool_timeout
             )
             write_engine = self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -17,6 +17,7 @@ from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
 from sfumato.errors import FileTooLarge, LinkExpired, NotFound
 from sfumato.files import multipart, uploads
+from sfumato.settings import Settings
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 MULTIPART_SLACK = 64 * 1024
@@ -45,6 +46,12 @@ def file_view(deps: Deps, request: Request, stored: StoredFile) -> dict[str, Any
         "expires_at": iso_ms(stored.expires_at) if stored.expires_at else None,
         **media,
     }
+
+
+def upload_body_limit(settings: Settings) -> int:
+    """The hard cap on an upload's body (:mod:`sfumato.api.bodies`): above the route's own
+    limits, which answer first with ``file_too_large`` and drain a little before closing."""
+    return max(uploads.limits(settings).values()) + MULTIPART_SLACK + multipart.DRAIN + 1024 * 1024
 
 
 async def _receive_upload(request: Request, deps: Deps, account_id: str) -> StoredFile:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -10,12 +9,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from sfumato import metrics
+from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.schemas import ErrorEnvelope, TaskCreate, TaskOut, TaskPage, TaskView
 from sfumato.catalog import validate_task_request
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps
-from sfumato.errors import FieldError, SfumatoError, ValidationFailed
+from sfumato.errors import FieldError, ValidationFailed
 from sfumato.tasks import service, watch
 from sfumato.tasks.status import TERMINAL, Status
 from sfumato.webhooks.urls import destination_problem
@@ -24,34 +24,7 @@ from sfumato.webhooks.urls import destination_problem
 # re-validation against ``response_model`` (kept for the OpenAPI document) would be pure cost.
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
-MAX_BODY_BYTES = 1024 * 1024
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
-
-
-class PayloadTooLarge(SfumatoError):
-    code = "payload_too_large"
-    status = 413
-    default_message = f"The request body is over {MAX_BODY_BYTES} bytes."
-
-
-async def json_body(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """Read at most ``max_bytes``; a larger body is refused before it is read whole."""
-    too_large = PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("The body is not valid JSON.", [FieldError("body", str(exc)[:200])]) from exc
-    except RecursionError as exc:  # json nests by recursion; a 1 MiB body can nest far deeper
-        raise ValidationFailed("The body nests too deeply.", [FieldError("body", "Nested too deeply.")]) from exc
 
 
 def view(deps: Deps, request: Request) -> TaskView:

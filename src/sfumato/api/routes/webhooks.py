@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from sfumato.api.bodies import json_body, parsed
 from sfumato.api.dependencies import DepsDep, PrincipalDep
 from sfumato.api.schemas import (
     ErrorEnvelope,
@@ -32,8 +33,11 @@ async def get_webhook(deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
 
 
 @router.put("/api/v1/account/webhook", summary="Set the account's default webhook URL",
-            response_model=WebhookSettingsOut, responses=_errors)
-async def put_webhook(settings: WebhookSettingsIn, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+            response_model=WebhookSettingsOut, responses={413: {"model": ErrorEnvelope}, **_errors},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": WebhookSettingsIn.model_json_schema()}}}})
+async def put_webhook(request: Request, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+    settings = parsed(WebhookSettingsIn, await json_body(request))
     if settings.url is not None:
         wrong = problem(settings.url) or destination_problem(settings.url, deps.settings.webhook_allow_private)
         if wrong:

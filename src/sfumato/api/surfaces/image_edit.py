@@ -28,12 +28,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.errors import request_id_of
 from sfumato.api.routes.files import file_view
-from sfumato.api.routes.tasks import json_body, view
+from sfumato.api.routes.tasks import view
 from sfumato.api.schemas import ImageEditEnvelope
-from sfumato.api.surfaces.openai_images import MAX_IMAGES_BODY, json_images, run_tasks
+from sfumato.api.surfaces.openai_images import json_images, run_tasks
 from sfumato.api.surfaces.openai_params import OpenAIRequest
 from sfumato.clock import iso_ms
 from sfumato.db.models import Task
@@ -122,7 +123,7 @@ def envelope_of(deps: Deps, request: Request, tasks: list[Task], seconds: float)
 
 
 async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[str, Any], list[Task]]:
-    body = await json_body(request, MAX_IMAGES_BODY)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     problems = _check(body)

@@ -24,12 +24,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 from sfumato import metrics
+from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_nul
 from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
 from sfumato.api.routes.files import file_view
-from sfumato.api.routes.tasks import PayloadTooLarge, json_body, view
+from sfumato.api.routes.tasks import view
 from sfumato.api.schemas import OpenAIErrorEnvelope, OpenAIImagesResponse
 from sfumato.api.surfaces import openai_params
 from sfumato.catalog import validate_task_request
@@ -47,9 +47,6 @@ router = APIRouter(prefix="/v1/images", tags=["openai-compatible"])
 _responses: dict[int | str, dict[str, Any]] = {
     code: {"model": OpenAIErrorEnvelope} for code in (400, 401, 402, 409, 413, 429, 502, 503, 504)}
 MAX_IMAGES = 16
-MAX_IMAGES_BODY = 64 * 1024 * 1024
-"""Requests carrying images inline (multipart parts, or base64 ``data:`` URLs in JSON) are
-refused past this, before being read whole; larger sets go through the Files API by id."""
 FAILED_STATUS = {"content_policy_violation": 400, "upstream_invalid_request": 400, "timeout": 504,
                  "upstream_timeout": 504}
 
@@ -62,24 +59,6 @@ class TaskDidNotSucceed(SfumatoError):
 class StillRunning(SfumatoError):
     code = "timeout"
     status = 504
-
-
-def capped(request: Request, max_bytes: int) -> Request:
-    """The request, its body refused (413) as soon as it passes ``max_bytes``, whatever it declared."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
-    seen = 0
-
-    async def receive() -> Message:
-        nonlocal seen
-        message = await request.receive()
-        seen += len(message.get("body", b""))
-        if seen > max_bytes:
-            raise PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
-        return message
-
-    return Request(request.scope, receive)
 
 
 async def _chunks(part: UploadFile | bytes) -> AsyncIterator[bytes]:
@@ -193,7 +172,7 @@ async def _bytes(deps: Deps, file_id: str) -> bytes:
              responses=_responses, openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": {"type": "object", "required": ["prompt"]}}}}})
 async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
-    body = await json_body(request, MAX_IMAGES_BODY)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     asked = openai_params.to_task(body, deps.catalog)
@@ -204,9 +183,10 @@ async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal
              response_model=OpenAIImagesResponse, responses=_responses)
 async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        request = capped(request, MAX_IMAGES_BODY)
+        refuse_declared_oversize(request)
         async with request.form(max_files=MAX_IMAGES + 1, max_fields=32) as form:
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+            refuse_nul(fields)
             parts = [v for k, v in form.multi_items() if k in ("image", "image[]") and isinstance(v, UploadFile)]
             if "mask" in form:
                 raise ValidationFailed(details=[FieldError("mask", "Masks are not supported here.")])
@@ -215,7 +195,7 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> J
                 raise ValidationFailed(details=[FieldError("image", f"Send 1 to {MAX_IMAGES} images.")])
             stored = [await _spool_upload(deps, who.account_id, p, p.filename) for p in parts]
     else:
-        body = await json_body(request, MAX_IMAGES_BODY)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
         asked = openai_params.to_task(body, deps.catalog)

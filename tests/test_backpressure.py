@@ -1,0 +1,33 @@
+"""A busy database pool is backpressure, not an outage: 503 ``server_busy`` with ``Retry-After``,
+told apart from 503 ``service_unavailable`` (the database cannot be reached)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import new_customer, serve
+from tests.helpers import create
+
+
+async def test_an_exhausted_pool_answers_server_busy_and_recovers(
+    make_deps: Callable[..., Any], backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite writes queue in process, not on the pool; the pool settings are PostgreSQL's")
+    deps = await make_deps(run_worker=False, database_pool_size=1, database_pool_overflow=0,
+                           database_pool_timeout_seconds=0.2, auth_cache_seconds=60)
+    async with serve(deps) as client:
+        who = await new_customer(deps)
+        assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200  # key cached
+        async with deps.db.engine.connect() as held:  # the only connection, taken
+            await held.execute(text("SELECT 1"))
+            busy = await create(client, who, model="qwen-image")
+        after = await create(client, who, model="qwen-image")
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["error"]["code"] == "server_busy" and busy.headers["retry-after"] == "1"
+    assert after.status_code == 202, after.text
+
