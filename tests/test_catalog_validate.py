@@ -585,3 +585,33 @@ def test_fixed_price_does_not_depend_on_the_options(model: str, key: str, option
 def test_fixed_price_does_not_depend_on_references(model: str) -> None:
     request = validate(body(model, {"referenceMediaItems": [image(0)]}))
     assert request.price == SEED_PAGES[model]["base_credits"]
+
+
+INVISIBLE = ["\u200b\u200b", "\u200d", "\u2060\ufeff", "\x01\x02", "\u202e\u200e", "\u3000\u200b", "\t\u200c\n"]
+
+
+@pytest.mark.parametrize("prompt", INVISIBLE)
+@pytest.mark.parametrize("model", MODEL_IDS)
+def test_a_prompt_of_only_invisible_or_control_characters_is_refused(model: str, prompt: str) -> None:
+    """It would be charged and make an image of nothing asked for (issue 12 §9)."""
+    message = refused_only("prompt", body(model, prompt=prompt))
+    assert "visible" in message or "empty" in message
+
+
+@pytest.mark.parametrize("model", MODEL_IDS)
+def test_a_prompt_with_invisible_characters_and_text_is_kept_as_sent(model: str) -> None:
+    assert validate(body(model, prompt="\u200ba fox\u200d")).prompt == "\u200ba fox\u200d"
+
+
+SEED_MODELS = [m for m in MODEL_IDS if CATALOG.get(m).param("seed") is not None]
+
+
+@pytest.mark.parametrize("seed", [" 42", "42 ", "\t42", "+42", "42.0", "4 2", "\u0664\u0662", "0x2a", "1e3"])
+@pytest.mark.parametrize("model", SEED_MODELS)
+def test_a_seed_is_exactly_base10_digits(model: str, seed: str) -> None:
+    assert "base-10" in refused_only("params.seed", body(model, {"seed": seed}))
+
+
+@pytest.mark.parametrize("model", SEED_MODELS)
+def test_a_canonical_seed_is_accepted(model: str) -> None:
+    assert validate(body(model, {"seed": "42"})).params["seed"] == "42"

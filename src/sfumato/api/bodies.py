@@ -10,14 +10,15 @@
   it. No route declares one: routes read their body with :func:`json_body` in the route
   function, after the principal dependency has run (a test walks every route to keep it so).
 - **Decoded one way.** ``json_body`` takes UTF-8 JSON (RFC 8259 §8.1) whatever the
-  ``Content-Type`` says, and refuses a string holding U+0000, which PostgreSQL cannot store, as a
-  422 naming the field, the same answer on SQLite.
+  ``Content-Type`` says (``text/plain`` or none included: every such request also carries a
+  bearer key, which a browser never sends cross-site without a preflight) and refuses UTF-16;
+  a string holding U+0000 or a lone surrogate, which PostgreSQL cannot store, is a 422 naming
+  the field, the same answer on SQLite.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -25,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sfumato.catalog.text import unstorable_fields
 from sfumato.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 DEFAULT_LIMIT = 1024 * 1024
@@ -99,8 +101,8 @@ async def json_body(request: Request) -> Any:
         raise ValidationFailed("The body is not valid JSON (UTF-8).", [FieldError("body", str(exc)[:200])]) from exc
     except RecursionError as exc:  # json nests by recursion; a 1 MiB body can nest far deeper
         raise ValidationFailed("The body nests too deeply.", [FieldError("body", "Nested too deeply.")]) from exc
-    if b"\\u0000" in raw:  # the only way a NUL reaches a JSON string: look for where
-        refuse_nul(body)
+    if b"\\u" in raw:  # the only way a NUL or a lone surrogate reaches a JSON string
+        refuse_unstorable(body)
     return body
 
 
@@ -116,22 +118,10 @@ def parsed(model: type[ModelT], body: Any) -> ModelT:
             FieldError(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in exc.errors()]) from None
 
 
-def _nul_fields(value: Any, path: str) -> Iterator[str]:
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _nul_fields(key, path or "body") if "\x00" in key else ()
-            yield from _nul_fields(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _nul_fields(item, f"{path}[{index}]")
-
-
-def refuse_nul(value: Any, where: str = "") -> None:
-    """Raise 422 naming each field of ``value`` whose text holds U+0000."""
-    fields = list(_nul_fields(value, where))
+def refuse_unstorable(value: Any) -> None:
+    """Raise 422 naming each field of ``value`` whose text no database can store."""
+    fields = unstorable_fields(value)
     if fields:
-        raise ValidationFailed("Text may not contain the NUL character (U+0000).",
-                               [FieldError(f or "body", "Contains U+0000.") for f in fields])
+        raise ValidationFailed("Text may not hold a lone surrogate or a NUL (U+0000).",
+                               [FieldError(f or "body", "Not storable text (a lone surrogate or U+0000).")
+                                for f in fields])

@@ -1,12 +1,16 @@
-"""Text that Python holds but UTF-8 cannot carry: JSON's ``"\\ud800"`` escape parses into a
-lone surrogate, which no database column, request hash or response can store."""
+"""Text that Python holds but a database cannot store: JSON's ``"\\ud800"`` escape parses into
+a lone surrogate, which no UTF-8 column, request hash or response can carry, and ``"\\u0000"``
+into a NUL, which PostgreSQL's text and JSONB refuse (SQLite would keep it: refused on both, so
+both answer alike)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def _utf8(text: str) -> bool:
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -28,8 +32,8 @@ def _children(path: str, value: Any) -> list[tuple[str, str | None, Any]]:
     return []
 
 
-def lone_surrogate_fields(body: dict[str, Any]) -> list[str]:
-    """Fields whose key or text holds a lone surrogate.
+def unstorable_fields(body: Any) -> list[str]:
+    """Fields whose key or text holds a lone surrogate or a NUL.
 
     JSON's ``"\\ud800"`` escape parses into one, yet no UTF-8 column, request hash or response
     can carry it: such a request would fail with a 500 after validation. A loop, not recursion,
@@ -39,7 +43,7 @@ def lone_surrogate_fields(body: dict[str, Any]) -> list[str]:
     stack = _children("", body)
     while stack:
         path, key, value = stack.pop()
-        if (key is not None and not _utf8(key)) or (isinstance(value, str) and not _utf8(value)):
+        if (key is not None and not _storable(key)) or (isinstance(value, str) and not _storable(value)):
             found.add(path)
         stack.extend(_children(path, value))
     return sorted(found)

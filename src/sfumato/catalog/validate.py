@@ -13,7 +13,7 @@ from typing import Any
 
 from sfumato.catalog.loader import Catalog
 from sfumato.catalog.spec import IntegerFormat, ModelSpec, ParamSpec, ReferenceRules
-from sfumato.catalog.text import lone_surrogate_fields
+from sfumato.catalog.text import unstorable_fields
 from sfumato.errors import FieldError, ValidationFailed
 from sfumato.webhooks import urls as webhook_urls
 
@@ -76,6 +76,12 @@ def _has_control_chars(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
 
 
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character that is not a space, a control or a format character
+    (zero-width spaces and joiners, bidi marks): a prompt of only those is charged for nothing."""
+    return any(unicodedata.category(ch)[0] not in "CZ" for ch in text)
+
+
 def _check_prompt(raw: Any, limit: int, errors: _Errors) -> str:
     if raw is None:
         errors.add("prompt", "The prompt is required.")
@@ -85,6 +91,8 @@ def _check_prompt(raw: Any, limit: int, errors: _Errors) -> str:
         return ""
     if not raw.strip():
         errors.add("prompt", "The prompt must not be empty.")
+    elif not _visible(raw):
+        errors.add("prompt", "The prompt must contain visible text, not only invisible or control characters.")
     elif len(raw) > limit:
         errors.add("prompt", f"The prompt has {len(raw)} characters; this model allows {limit}.")
     return raw
@@ -127,16 +135,17 @@ def _check_value(spec: ParamSpec, value: Any, path: str, errors: _Errors) -> str
 
 
 def _check_integer(key: str, bounds: IntegerFormat, value: str, path: str, errors: _Errors) -> str | None:
-    """Canonical base-10 form ("007" -> "7") within bounds, or an error.
+    """Canonical base-10 form ("007" -> "7") within bounds, or an error. Exactly the digits
+    (and a leading ``-``): no spaces around them, no ``+``, no fraction.
 
     ``int`` raises ``ValueError`` past 4300 digits (Python's guard against slow parsing); such
     a value is far outside any bounds, so it is refused like one, not left to crash the request.
     """
-    if not _INTEGER.fullmatch(value.strip()):
+    if not _INTEGER.fullmatch(value):
         errors.add(path, f"{key} must be a base-10 integer, or empty for a random result.")
         return None
     try:
-        number: int | None = int(value.strip())
+        number: int | None = int(value)
     except ValueError:
         number = None
     if number is None or not bounds.min <= number <= bounds.max:
@@ -241,9 +250,10 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
     errors = _Errors()
     if not isinstance(body, dict):
         raise ValidationFailed("The request body must be a JSON object.", [FieldError("body", "Expected an object.")])
-    broken = lone_surrogate_fields(body)
+    broken = unstorable_fields(body)
     if broken:  # alone: the other checks would quote the broken text in their messages
-        raise ValidationFailed(details=[FieldError(f, "Not valid Unicode text (lone surrogate).") for f in broken])
+        raise ValidationFailed("Text may not hold a lone surrogate or a NUL (U+0000).",
+                               [FieldError(f, "Not storable text (a lone surrogate or U+0000).") for f in broken])
     for key in body:
         if key not in TOP_LEVEL_KEYS:
             errors.add(key, f"Unknown field; allowed: {', '.join(TOP_LEVEL_KEYS)}.")

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from sfumato import metrics
-from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_nul
+from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_unstorable
 from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
@@ -186,7 +186,7 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> J
         refuse_declared_oversize(request)
         async with request.form(max_files=MAX_IMAGES + 1, max_fields=32) as form:
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-            refuse_nul(fields)
+            refuse_unstorable(fields)
             parts = [v for k, v in form.multi_items() if k in ("image", "image[]") and isinstance(v, UploadFile)]
             if "mask" in form:
                 raise ValidationFailed(details=[FieldError("mask", "Masks are not supported here.")])
