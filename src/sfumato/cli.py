@@ -84,7 +84,7 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Run the worker in this process.")] = True,
 ) -> None:
     """Start the HTTP API (and, by default, the worker) on the configured database."""
-    import uvicorn
+    from sfumato.api.server import serve as serve_http
 
     _logging()
     settings = Settings(run_worker=worker)
@@ -99,7 +99,7 @@ def serve(
         ))
         # Unwrapped, to stay clickable; the key is in the #fragment, which browsers never send.
         console.print(f"Playground: {base}/playground#key={key}", soft_wrap=True, highlight=False, markup=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
+    serve_http(create_app(settings), settings, host, port)
 
 
 @app.command(name="demo-key")

@@ -21,11 +21,12 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL. Unset: SQLite in WAL mode at ``{data_dir}/sfumato.db``."""
 
-    database_pool_size: int = Field(default=20, ge=1)
-    """PostgreSQL connections each process keeps open (SQLite: 8, reads only; its writes queue
-    in process). Size it to the concurrent requests and worker slots that use the database at
-    once, within the server's ``max_connections`` divided by the number of processes."""
-    database_pool_overflow: int = Field(default=20, ge=0)
+    database_pool_size: int = Field(default=10, ge=1)
+    """PostgreSQL connections each process keeps open for the ORM's paths; the hot paths' driver
+    pool (task create and poll, key checks) opens up to ``size + overflow`` more. A process can
+    so hold ``2 * (size + overflow)``: keep that times the number of processes under the server's
+    ``max_connections`` (100 by default). SQLite: 8 readers; its writes queue in process."""
+    database_pool_overflow: int = Field(default=10, ge=0)
     """Extra connections opened under a burst and closed after it."""
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long a request waits for a free connection before it is answered 503 ``server_busy``
@@ -92,6 +93,19 @@ class Settings(BaseSettings):
     max_prefer_wait_seconds: int = Field(default=60, ge=0, le=600)
     """Longest wait ``Prefer: wait=N`` (on POST /api/v1/tasks) or a synchronous door may hold a
     request open for a task to end."""
+
+    # HTTP server (sfumato serve)
+    http_parser: Literal["httptools", "h11"] = "httptools"
+    """The HTTP/1.1 parser: httptools (llhttp, in C) or h11 (pure Python)."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest time to receive a request head, from connecting (or from the next request's first byte)."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Longest pause while receiving a request body; also the grace before the minimum rate counts."""
+    body_min_bytes_per_second: int = Field(default=1024, ge=0)
+    """Slowest average rate a request body may arrive at once the grace is spent; ``0``: no minimum."""
+    access_log: bool = False
+    """One log line per request (uvicorn's access log). Off by default: at a thousand requests a
+    second it costs more CPU than a poll itself; request ids are in every error and worker line."""
 
     # Storage
     storage_backend: Literal["local", "s3"] = "local"

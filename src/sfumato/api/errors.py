@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from sfumato.errors import FieldError, ServerBusy, ServiceUnavailable, SfumatoError, ValidationFailed
 
@@ -125,6 +126,13 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return await _sfumato_error(request, ServiceUnavailable())
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    """The client went away (or was cut off for a stalled body) before its body was read: no
+    one is left to answer, and nothing went wrong here worth a traceback."""
+    log.info("client disconnected before its request body was read: %s %s", request.method, request.url.path)
+    return envelope(request, 400, "client_disconnected", "The client disconnected.")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return envelope(request, 500, "internal_error", "Internal error; it has been logged.")
@@ -139,4 +147,5 @@ def install(app: FastAPI) -> None:
     for unavailable in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError,
                         asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError):
         app.add_exception_handler(unavailable, _database_down)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
