@@ -23,11 +23,13 @@ async def test_an_exhausted_pool_answers_server_busy_and_recovers(
     async with serve(deps) as client:
         who = await new_customer(deps)
         assert (await client.get("/api/v1/account", headers=who.headers)).status_code == 200  # key cached
-        async with deps.db.engine.connect() as held:  # the only connection, taken
+        async with deps.db.engine.connect() as held, deps.db.driver.transaction():  # each pool's only one
             await held.execute(text("SELECT 1"))
-            busy = await create(client, who, model="qwen-image")
+            busy = await create(client, who, model="qwen-image")  # the driver's path
+            keyed = await create(client, who, model="qwen-image", client_request_id="k")  # the ORM's path
         after = await create(client, who, model="qwen-image")
-    assert busy.status_code == 503, busy.text
-    assert busy.json()["error"]["code"] == "server_busy" and busy.headers["retry-after"] == "1"
+    for answer in (busy, keyed):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "server_busy" and answer.headers["retry-after"] == "1"
     assert after.status_code == 202, after.text
 

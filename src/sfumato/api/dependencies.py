@@ -17,14 +17,14 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
 from sfumato.accounts import keys
-from sfumato.accounts.service import authenticate
+from sfumato.accounts import queries as key_queries
 from sfumato.deps import Deps
 from sfumato.errors import RateLimited, Unauthorized
 
 log = logging.getLogger("sfumato.api")
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:  # async: FastAPI runs a sync one in a thread
     deps: Deps = request.app.state.deps
     return deps
 
@@ -55,8 +55,7 @@ class KeyCache:
         digest = keys.hash_key(secret)
         if self._cache is not None and (hit := self._cache.get(digest)) is not None:
             return hit
-        async with deps.db.read() as session:
-            account_id = await authenticate(session, secret)
+        account_id = await key_queries.authenticate(deps.db.driver, secret)
         if account_id is not None and self._cache is not None:
             self._cache[digest] = account_id
         return account_id

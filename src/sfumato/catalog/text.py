@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
+def _storable(text: str, nul: bool = True) -> bool:
+    if nul and "\x00" in text:
         return False
     try:
         text.encode("utf-8")
@@ -32,8 +32,8 @@ def _children(path: str, value: Any) -> list[tuple[str, str | None, Any]]:
     return []
 
 
-def unstorable_fields(body: Any) -> list[str]:
-    """Fields whose key or text holds a lone surrogate or a NUL.
+def unstorable_fields(body: Any, *, nul: bool = True) -> list[str]:
+    """Fields whose key or text holds a lone surrogate or (unless ``nul`` is off) a NUL.
 
     JSON's ``"\\ud800"`` escape parses into one, yet no UTF-8 column, request hash or response
     can carry it: such a request would fail with a 500 after validation. A loop, not recursion,
@@ -43,7 +43,7 @@ def unstorable_fields(body: Any) -> list[str]:
     stack = _children("", body)
     while stack:
         path, key, value = stack.pop()
-        if (key is not None and not _storable(key)) or (isinstance(value, str) and not _storable(value)):
+        if (key is not None and not _storable(key, nul)) or (isinstance(value, str) and not _storable(value, nul)):
             found.add(path)
         stack.extend(_children(path, value))
     return sorted(found)

@@ -245,15 +245,23 @@ def _check_webhook_url(raw: Any, errors: _Errors) -> str | None:
     return str(raw)
 
 
+def _check_nul(body: dict[str, Any], errors: _Errors) -> None:
+    """NUL (U+0000): PostgreSQL cannot store it, so it is refused on both databases; reported
+    for each field not already refused (or inside one that is)."""
+    reported = {e.field for e in errors.items}
+    for path in unstorable_fields(body):
+        if not any(path == r or path.startswith((f"{r}.", f"{r}[")) for r in reported):
+            errors.add(path, "Contains U+0000, which cannot be stored.")
+
+
 def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int) -> TaskRequest:
     """Return the normalized request, or raise ``ValidationFailed`` naming every bad field."""
     errors = _Errors()
     if not isinstance(body, dict):
         raise ValidationFailed("The request body must be a JSON object.", [FieldError("body", "Expected an object.")])
-    broken = unstorable_fields(body)
+    broken = unstorable_fields(body, nul=False)
     if broken:  # alone: the other checks would quote the broken text in their messages
-        raise ValidationFailed("Text may not hold a lone surrogate or a NUL (U+0000).",
-                               [FieldError(f, "Not storable text (a lone surrogate or U+0000).") for f in broken])
+        raise ValidationFailed(details=[FieldError(f, "Not valid Unicode text (lone surrogate).") for f in broken])
     for key in body:
         if key not in TOP_LEVEL_KEYS:
             errors.add(key, f"Unknown field; allowed: {', '.join(TOP_LEVEL_KEYS)}.")
@@ -273,6 +281,7 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
         params, references = _check_params(model, body.get("params"), errors)
     elif body.get("params") is not None and not isinstance(body.get("params"), dict):
         errors.add("params", "params must be an object.")
+    _check_nul(body, errors)
     if errors.items or model is None:
         raise ValidationFailed(details=errors.items)
     return TaskRequest(model, prompt, params, references, client_request_id, webhook_url)

@@ -17,6 +17,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from sfumato.db.driver import Driver, driver_for
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CHANGED_KEY = "changed_tasks"
 TASK_CHANGED = "sfumato_task_changed"
@@ -58,7 +60,7 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20, pool_overflow: int = 20,
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10, pool_overflow: int = 10,
                  pool_timeout: float = 10.0):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
@@ -81,11 +83,15 @@ class Database:
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
         self.on_commit: Callable[[set[str]], None] | None = None
         """Called with the ids of the tasks a write transaction changed, after it committed."""
-        self._writer = asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._writer: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext())
         """SQLite has one writer: this process's writers queue here, in order, instead of
         colliding on the file lock and sleeping in SQLite's busy handler, whose back-off grows to
         100 ms per retry (2,000 tasks ending at once: 23 s instead of 28-42 s, and steadier, in
         bench/slow_tasks.py). Other processes still meet ``busy_timeout``."""
+        self.driver: Driver = driver_for(url, self._writer, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS,
+                                         pool_size=pool_size + pool_overflow, pool_timeout=pool_timeout)
+        """The hot paths' own way in (``db/driver.py``): the driver, without the ORM."""
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -106,5 +112,12 @@ class Database:
         async with self._read() as session, session.begin():
             yield session
 
+    def announce(self, task_ids: set[str]) -> None:
+        """Tell this process's watchers that a transaction committed outside ``write()`` (the
+        driver's) changed these tasks; other processes hear its ``NOTIFY``."""
+        if self.on_commit is not None:
+            self.on_commit(task_ids)
+
     async def dispose(self) -> None:
+        await self.driver.close()
         await self.engine.dispose()

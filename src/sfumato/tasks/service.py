@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sfumato import ids, logs, pagination
 from sfumato.billing import ledger
 from sfumato.catalog.validate import TaskRequest
+from sfumato.db.driver import Driver
 from sfumato.db.models import IdempotencyKey, Task
 from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable
 from sfumato.files import references
 from sfumato.files.urls import MediaSigner
-from sfumato.tasks import lifecycle
+from sfumato.tasks import lifecycle, queries
 from sfumato.tasks.status import Status
 from sfumato.webhooks import service as webhooks
 
@@ -32,7 +33,7 @@ MAX_PAGE = pagination.MAX_PAGE
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    task: Task
+    task: Task | queries.TaskRow
     created: bool
     """False when an earlier task was returned for the same ``client_request_id``."""
 
@@ -114,6 +115,19 @@ async def create_task(
             raise
         return Created(earlier, created=False)
     return Created(task, created=True)
+
+
+def is_plain(request: TaskRequest) -> bool:
+    """A create the driver's one-statement path takes (``queries.create_task``): no key to
+    replay by, no references to resolve, no webhook secret to make first."""
+    return request.client_request_id is None and not request.references and request.webhook_url is None
+
+
+async def create_plain(driver: Driver, account_id: str, request: TaskRequest, now: datetime) -> queries.TaskRow:
+    """``create_task`` for a plain request (:func:`is_plain`), through the driver."""
+    return await queries.create_task(driver, queries.NewTask(
+        id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
+        params=request.stored_params(), price=request.price, request_id=logs.request_id.get() or None, now=now))
 
 
 async def get_task(session: AsyncSession, account_id: str, task_id: str) -> Task:

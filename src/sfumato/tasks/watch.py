@@ -13,23 +13,26 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from sfumato.db.models import Task
 from sfumato.deps import Deps
-from sfumato.tasks import service
+from sfumato.tasks import queries
+from sfumato.tasks.queries import AnyTask
 from sfumato.tasks.status import TERMINAL
 
 POLL_SECONDS = 1.0
 
 
-async def changes(deps: Deps, account_id: str, task_id: str) -> AsyncIterator[Task]:
+async def changes(deps: Deps, account_id: str, task_id: str, *, known: AnyTask | None = None
+                  ) -> AsyncIterator[AnyTask]:
     """The task now, then each time its status differs from the last one yielded; ends with
-    its terminal state. ``NotFound`` for another account's task, like a missing one."""
+    its terminal state. ``NotFound`` for another account's task, like a missing one.
+    ``known``: the task as the caller just wrote it (a create), taken for the first look; only
+    with no ``await`` between that write and this call, so no change can pass unwatched."""
     last: str | None = None
     with deps.signals.watching(task_id) as changed:
         while True:
             changed.clear()
-            async with deps.db.read() as session:
-                task = await service.get_task(session, account_id, task_id)
+            task = known or await queries.get_task(deps.db.driver, account_id, task_id)
+            known = None
             if task.status != last:
                 last = task.status
                 yield task
@@ -39,14 +42,14 @@ async def changes(deps: Deps, account_id: str, task_id: str) -> AsyncIterator[Ta
                 await asyncio.wait_for(changed.wait(), POLL_SECONDS)
 
 
-async def until_done(deps: Deps, account_id: str, task_id: str, seconds: float) -> Task:
+async def until_done(deps: Deps, account_id: str, task_id: str, seconds: float, *,
+                     known: AnyTask | None = None) -> AnyTask:
     """The task once it has ended, or as it is after ``seconds``."""
-    latest: Task | None = None
+    latest: AnyTask | None = None
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
-            async for seen in changes(deps, account_id, task_id):
+            async for seen in changes(deps, account_id, task_id, known=known):
                 latest = seen
     if latest is None:
-        async with deps.db.read() as session:
-            latest = await service.get_task(session, account_id, task_id)
+        latest = await queries.get_task(deps.db.driver, account_id, task_id)
     return latest

@@ -43,10 +43,11 @@ class Worker:
     def running(self) -> int:
         return len(self._runs)
 
-    async def _claim_into_free_slots(self) -> int:
+    async def _claim_into_free_slots(self) -> tuple[int, int]:
+        """``(claimed, free)``: fewer claimed than free slots means the queue was empty."""
         free = self.deps.settings.worker_concurrency - len(self._runs)
         if free <= 0:
-            return 0
+            return 0, 0
         async with self.deps.db.write() as session:
             claims = await lease.claim(session, free, self.deps.clock.now(), self.deps.lease)
         for claim in claims:
@@ -54,7 +55,7 @@ class Worker:
             self._runs[claim.task_id] = run
             task = asyncio.create_task(self._execute(run), name=f"task:{claim.task_id}")
             self._tasks.add(task)
-        return len(claims)
+        return len(claims), free
 
     async def _execute(self, run: TaskRun) -> None:
         logs.request_id.set(run.claim.request_id or "")  # this asyncio task's own context
@@ -120,12 +121,15 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    claimed = await self._claim_into_free_slots()
+                    claimed, free = await self._claim_into_free_slots()
                 except Exception:
                     log.exception("claiming failed (database unavailable?); retrying")
-                    claimed = 0
+                    claimed, free = 0, 1
                     await asyncio.sleep(self.deps.settings.worker_poll_seconds)
-                if claimed == 0:
+                # Claim again at once only if every free slot was filled (more may be waiting).
+                # Fewer means the queue was empty at the claim: wait for a signal, which a task
+                # queued meanwhile has already set, or for the poll interval.
+                if claimed == 0 or claimed < free:
                     await self._wait_for_work(stop)
         finally:
             await self._drain()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -33,7 +34,7 @@ from sfumato.db.models import StoredFile, Task
 from sfumato.deps import Deps
 from sfumato.files.outputs import media_entry, write_outputs
 from sfumato.providers.base import Job, Outputs, ProviderError, Reference
-from sfumato.tasks import lifecycle
+from sfumato.tasks import lifecycle, queries
 from sfumato.tasks.status import Status
 from sfumato.worker import lease
 from sfumato.worker.lease import Claim
@@ -172,6 +173,14 @@ class TaskRun:
             lease_token=self.claim.lease_token))
 
     async def _commit(self, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
+        """Run a finishing transaction on the ORM (see :meth:`_retried`)."""
+        async def attempt() -> bool:
+            async with self.deps.db.write() as session:
+                return await finish(session)
+
+        return await self._retried(attempt)
+
+    async def _retried(self, attempt: Callable[[], Awaitable[bool]]) -> bool:
         """Run a finishing transaction, retried while the database is unreachable (for up to one
         lease): the provider's work is done and paid for, and redoing it because the database
         blinked would cost another upstream call. The lease token still guards the write."""
@@ -179,8 +188,7 @@ class TaskRun:
         deadline, delay = loop.time() + self.deps.settings.lease_seconds, 0.2
         while True:
             try:
-                async with self.deps.db.write() as session:
-                    return await finish(session)
+                return await attempt()
             except TRANSIENT as exc:
                 if isinstance(exc, DBAPIError) and not _transient_dbapi(exc):
                     raise
@@ -215,18 +223,17 @@ class TaskRun:
         }
         rows = [{c.key: getattr(f, c.key) for c in StoredFile.__mapper__.column_attrs} for f in files]
 
-        async def finish(session: AsyncSession) -> bool:
-            await session.execute(insert(StoredFile), rows)
-            if not await lifecycle.succeed(session, claim.task_id, lease_token=claim.lease_token, result=result,
-                                           charged=claim.reserved_credits, now=deps.clock.now()):
-                raise _Lost  # rolls the file rows back with it
+        async def finish() -> bool:  # the driver's one transaction (tasks/queries.py)
+            await queries.succeed(deps.db.driver, claim.task_id, lease_token=claim.lease_token, result=result,
+                                  charged=claim.reserved_credits, files=rows, now=deps.clock.now())
+            deps.db.announce({claim.task_id})
             return True
 
         won = False
         try:
-            won = await self._commit(finish)
+            won = await self._retried(finish)
             metrics.task_ended(claim.model, Status.SUCCEEDED, claim.reserved_credits, claim.reserved_credits)
-        except _Lost:
+        except queries.LeaseLost:
             log.info("task %s was ended elsewhere first; discarding its outputs", claim.task_id)
         finally:
             if not won:
@@ -235,7 +242,8 @@ class TaskRun:
 
 
 TRANSIENT = (OperationalError, InterfaceError, DBAPIError, ConnectionError, TimeoutError,
-             asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+             asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
+             sqlite3.OperationalError)
 
 
 def _transient_dbapi(exc: DBAPIError) -> bool:
@@ -243,6 +251,3 @@ def _transient_dbapi(exc: DBAPIError) -> bool:
     shutting-down PostgreSQL gives a plain DBAPIError around CannotConnectNowError)."""
     return not isinstance(exc, IntegrityError | DataError | ProgrammingError | NotSupportedError)
 
-
-class _Lost(Exception):
-    """Rolls back the output rows when the finishing transition lost."""

@@ -1,0 +1,224 @@
+"""The task hot paths' SQL, for the driver (``db/driver.py``), PostgreSQL and SQLite side by side.
+
+- **get**: one ``SELECT`` by id and account, outside any transaction.
+- **create** (no ``client_request_id``, no references, no webhook URL: the common create; the
+  others keep the ORM path in ``service.create_task``): the reservation debit, the task row and
+  its ``reserve`` ledger entry, atomically. On PostgreSQL that is **one** statement (a CTE
+  whose parts see one snapshot and commit together) with the worker's ``NOTIFY`` in it, so the
+  account row is locked for one statement, not a conversation; on SQLite one ``BEGIN
+  IMMEDIATE`` transaction run whole in one hop to the writer thread. Both debit with
+  ``WHERE balance >= price``, the same guard as ``billing.ledger``: no oversell.
+
+Values cross the driver as the ORM writes them: on SQLite, datetimes as naive UTC text
+``YYYY-MM-DD HH:MM:SS.ffffff`` and JSON as text; on PostgreSQL, aware datetimes and JSONB
+text. ``tests/test_task_queries.py`` reads what one side writes with the other.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sfumato import ids
+from sfumato.db.driver import Driver, Row, SqliteDriver, Steps, sqlite_sql
+from sfumato.db.models import Task
+from sfumato.errors import InsufficientCredits, NotFound
+from sfumato.tasks.status import Status
+
+GET_PG = """
+SELECT id, account_id, model, status, reserved_credits, final_credits, created_at, updated_at, result, error
+FROM tasks WHERE id = $1 AND account_id = $2
+"""
+GET_SQLITE = sqlite_sql(GET_PG)
+
+CREATE_PG = """
+WITH debit AS (
+    UPDATE accounts SET balance = balance - $3 WHERE id = $2 AND balance >= $3 RETURNING balance
+), task AS (
+    INSERT INTO tasks (id, account_id, model, prompt, params, reference_file_ids, request_id, status,
+                       reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at)
+    SELECT $1, $2, $4, $5, $6::jsonb, '[]'::jsonb, $7, 'queued', $3, 0, 0, false, $8, $8 FROM debit
+), entry AS (
+    INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, created_at)
+    SELECT $2, $1, 'reserve', -$3, balance, $8 FROM debit
+)
+SELECT balance, pg_notify('sfumato_task_queued', '') FROM debit
+"""
+DEBIT_SQLITE = sqlite_sql("""
+UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2 RETURNING balance
+""")
+INSERT_TASK_SQLITE = sqlite_sql("""
+INSERT INTO tasks (id, account_id, model, prompt, params, reference_file_ids, request_id, status,
+                   reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at)
+VALUES ($1, $2, $4, $5, $6, '[]', $7, 'queued', $3, 0, 0, 0, $8, $8)
+""")
+RESERVE_SQLITE = sqlite_sql("""
+INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, created_at)
+VALUES ($1, $2, 'reserve', $3, $4, $5)
+""")
+ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE id = $1"
+
+
+@dataclass(slots=True)
+class TaskRow:
+    """What the task object shows, read straight from the row (``TaskView`` takes it like a
+    ``Task``)."""
+
+    id: str
+    account_id: str
+    model: str
+    status: str
+    reserved_credits: int
+    final_credits: int
+    created_at: datetime
+    updated_at: datetime
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+AnyTask = Task | TaskRow
+"""A task as the ORM loaded it or as the driver read it: ``TaskView`` shows either."""
+
+
+def sqlite_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def task_row(row: Row) -> TaskRow:
+    return TaskRow(
+        id=row["id"], account_id=row["account_id"], model=row["model"], status=row["status"],
+        reserved_credits=int(row["reserved_credits"]), final_credits=int(row["final_credits"]),
+        created_at=_time(row["created_at"]), updated_at=_time(row["updated_at"]),
+        result=_json(row["result"]), error=_json(row["error"]),
+    )
+
+
+async def get_task(driver: Driver, account_id: str, task_id: str) -> TaskRow:
+    """The task as its owner sees it; ``NotFound`` for another account's, like a missing one."""
+    row = await driver.fetchrow(GET_SQLITE if driver.is_sqlite else GET_PG, task_id, account_id)
+    if row is None:
+        raise NotFound(f"No task {task_id[:80]}.")
+    return task_row(row)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    id: str
+    account_id: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    price: int
+    request_id: str | None
+    now: datetime
+
+    def row(self) -> TaskRow:
+        return TaskRow(self.id, self.account_id, self.model, Status.QUEUED.value, self.price, 0, self.now, self.now,
+                       None, None)
+
+
+def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
+    now = sqlite_time(new.now)
+    found = conn.execute(DEBIT_SQLITE, (new.account_id, new.price)).fetchone()
+    if found is None:
+        return None
+    balance = int(found[0])
+    conn.execute(INSERT_TASK_SQLITE, (new.id, new.account_id, new.price, new.model, new.prompt,
+                                      json.dumps(new.params), new.request_id, now))
+    conn.execute(RESERVE_SQLITE, (new.account_id, new.id, -new.price, balance, now))
+    return balance
+
+
+async def create_task(driver: Driver, new: NewTask) -> TaskRow:
+    """Reserve the price and queue the task, atomically; ``InsufficientCredits`` (or
+    ``NotFound`` for an account that does not exist) and nothing written if it cannot."""
+    if isinstance(driver, SqliteDriver):
+        balance = await driver.write(lambda conn: _create_sqlite(conn, new))
+    else:
+        found = await driver.fetchrow(CREATE_PG, new.id, new.account_id, new.price, new.model, new.prompt,
+                                      json.dumps(new.params), new.request_id, new.now)
+        balance = None if found is None else int(found["balance"])
+    if balance is None:
+        if await driver.fetchrow(sqlite_sql(ACCOUNT_EXISTS) if driver.is_sqlite else ACCOUNT_EXISTS,
+                                 new.account_id) is None:
+            raise NotFound(f"No account {new.account_id}.")
+        raise InsufficientCredits(f"This task costs {new.price} credits; the balance is lower.")
+    return new.row()
+
+
+# Finishing a task the worker ran (``lifecycle.succeed`` on the ORM, statement for statement):
+# the output files' rows, the guarded transition (status and lease token), the settle (and the
+# release of anything not charged) and the webhook's outbox row commit together or not at all.
+FILE_COLUMNS = ("id", "account_id", "task_id", "purpose", "kind", "name", "mime_type", "bytes", "width", "height",
+                "storage_key", "created_at", "expires_at", "deleted_at", "duration_ms", "purged_at")
+INSERT_FILE = """
+INSERT INTO files (id, account_id, task_id, purpose, kind, name, mime_type, bytes, width, height, storage_key,
+                   created_at, expires_at, deleted_at, duration_ms, purged_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+"""
+SUCCEED = """
+UPDATE tasks SET status = 'succeeded', updated_at = $3, result = $4, finished_at = $3,
+    final_credits = CASE WHEN reserved_credits < $5 THEN reserved_credits ELSE $6 END,
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = $1 AND status = 'running' AND lease_token = $2
+RETURNING account_id, reserved_credits, webhook_url
+"""
+TOUCH_BALANCE = "UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance, webhook_url"
+LEDGER_ENTRY = """
+INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, note, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+ENQUEUE_WEBHOOK = """
+INSERT INTO webhook_deliveries (id, account_id, task_id, event_type, url, status, attempts, next_attempt_at, log,
+                                created_at)
+VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, '[]', $6)
+"""
+NOTIFY_CHANGED = "SELECT pg_notify('sfumato_task_changed', $1)"
+
+
+class LeaseLost(Exception):
+    """The transition found the task no longer this lease's: nothing was written."""
+
+
+def succeed_steps(task_id: str, lease_token: str, result: dict[str, Any], charged: int,
+                  files: list[dict[str, Any]], now: datetime, *, notify: bool) -> Steps[None]:
+    """The finishing transaction of a task that succeeded (see :mod:`sfumato.db.driver`'s
+    ``Steps``); raises :class:`LeaseLost`, rolling back, if another actor ended it first."""
+    for stored in files:
+        yield INSERT_FILE, tuple(stored[c] for c in FILE_COLUMNS)
+    won = yield SUCCEED, (task_id, lease_token, now, result, charged, max(0, charged))
+    if won is None:
+        raise LeaseLost(task_id)
+    account_id, reserved = won["account_id"], int(won["reserved_credits"])
+    charged = max(0, min(charged, reserved))
+    account = yield TOUCH_BALANCE, (account_id, 0)
+    assert account is not None  # the task's account row exists (foreign key)
+    yield LEDGER_ENTRY, (account_id, task_id, "settle", 0, account["balance"], f"charged {charged}", now)
+    if reserved > charged:
+        returned = yield TOUCH_BALANCE, (account_id, reserved - charged)
+        assert returned is not None
+        yield LEDGER_ENTRY, (account_id, task_id, "release", reserved - charged, returned["balance"], None, now)
+    url = won["webhook_url"] or account["webhook_url"]
+    if url:
+        yield ENQUEUE_WEBHOOK, (ids.new_id("msg"), account_id, task_id, f"task.{Status.SUCCEEDED.value}", url, now)
+    if notify:
+        yield NOTIFY_CHANGED, (task_id,)
+
+
+async def succeed(driver: Driver, task_id: str, *, lease_token: str, result: dict[str, Any], charged: int,
+                  files: list[dict[str, Any]], now: datetime) -> None:
+    await driver.run(succeed_steps(task_id, lease_token, result, charged, files, now,
+                                   notify=not isinstance(driver, SqliteDriver)))
