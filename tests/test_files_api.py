@@ -334,3 +334,48 @@ async def test_the_list_pages_newest_first_and_shows_only_the_accounts_live_file
         assert (rest["has_more"], rest["next_cursor"]) == (False, None)
         bad = await client.get("/api/v1/files", params={"cursor": "not-a-cursor"}, headers=customer.headers)
         assert bad.status_code == 422
+
+
+async def test_a_bad_signature_answers_alike_for_known_unknown_and_deleted_files(make_deps) -> None:
+    deps = await make_deps(run_worker=False, auth_cache_seconds=0)
+    who = await new_customer(deps)
+    async with serve(deps) as client:
+        known = (await upload(client, who, image_bytes())).json()
+        deleted = (await upload(client, who, image_bytes(color="blue"))).json()
+        assert (await client.delete(f"/api/v1/files/{deleted['id']}", headers=who.headers)).status_code == 204
+        parts = urlsplit(known["url"])
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        bad = {**query, "signature": query["signature"][:-1] + ("A" if query["signature"][-1] != "A" else "B")}
+        answers = []
+        for file_id in (known["id"], "file_" + "0" * 32, deleted["id"]):
+            answer = await client.get(f"/api/v1/files/{file_id}/content?{urlencode(bad)}")
+            answers.append((answer.status_code, {k: v for k, v in answer.json().items() if k != "request_id"},
+                            {k: v for k, v in answer.headers.items() if k not in ("x-request-id", "content-length")}))
+        assert answers[0] == answers[1] == answers[2]
+        assert answers[0][0] == 403 and answers[0][1]["error"]["code"] == "link_expired"
+        assert (await client.get(known["url"])).status_code == 200
+
+
+async def test_only_the_canonical_expiry_opens_a_signed_url(make_deps) -> None:
+    deps = await make_deps(run_worker=False, auth_cache_seconds=0)
+    who = await new_customer(deps)
+    async with serve(deps) as client:
+        file = (await upload(client, who, image_bytes())).json()
+        parts = urlsplit(file["url"])
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        expires = query["expires"]
+        for spelled in (f"0{expires}", f"00{expires}", f"+{expires}", f"{expires}.0", f" {expires}", f"{expires} ",
+                        f"{expires}\n", f"{int(expires):_}", "-0", "", "1e10", "٣"):
+            answer = await client.get(f"{parts.path}?{urlencode({**query, 'expires': spelled})}")
+            assert answer.status_code == 403, (spelled, answer.status_code)
+            assert answer.json()["error"]["code"] == "link_expired"
+        assert (await client.get(f"{parts.path}?{urlencode(query)}")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks/", "/api/v1/files/", "/api/v1/models/"])
+async def test_a_trailing_slash_is_not_found_and_never_redirects_to_the_host_header(client, customer,
+                                                                                   path: str) -> None:
+    answer = await client.get(path, headers={**customer.headers, "Host": "evil.example"})
+    assert "location" not in answer.headers
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from sfumato.clock import FrozenClock
+from sfumato.files.urls import MediaSigner
 from tests.conftest import new_customer, serve
 from tests.helpers import create
 from tests.test_files_api import image_bytes, leftovers, upload
@@ -122,3 +124,18 @@ async def test_media_references_need_their_own_valid_unexpired_token(make_deps, 
         assert await task_with(_ref(video, audio["durationToken"])) == (422, field)  # another file's token
         clock.advance(hours=1, seconds=1)
         assert await task_with(_ref(video, token)) == (422, field)
+
+
+def test_a_duration_token_has_exactly_one_spelling() -> None:
+    signer = MediaSigner(b"test-secret")
+    now = datetime.now(UTC)
+    token = signer.duration_token("file_" + "a" * 32, "acct_1", 1500, now + timedelta(hours=1))
+    assert signer.verify_duration_token(token, "file_" + "a" * 32, "acct_1", 1500, now)
+    prefix, duration, expires, mac = token.split(".")
+    arabic = duration.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for spelled in (f"0{duration}", f"+{duration}", arabic):
+        assert not signer.verify_duration_token(f"{prefix}.{spelled}.{expires}.{mac}", "file_" + "a" * 32,
+                                                "acct_1", 1500, now), spelled
+    for spelled in (f"0{expires}", f"+{expires}"):
+        assert not signer.verify_duration_token(f"{prefix}.{duration}.{spelled}.{mac}", "file_" + "a" * 32,
+                                                "acct_1", 1500, now), spelled

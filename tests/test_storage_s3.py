@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from sfumato.clock import FrozenClock
+from sfumato.files.cleanup import purge_orphans
 from tests.conftest import new_customer, serve
 from tests.helpers import create, wait_for_task
 from tests.processes import free_port
+from tests.test_orphans import killed_worker_outputs
 
 BUCKET = "sfumato-test"
 
@@ -128,3 +131,60 @@ def test_s3_without_a_bucket_is_refused_at_startup() -> None:
 
     with pytest.raises(ValidationError, match="SFUMATO_S3_BUCKET"):
         Settings(storage_backend="s3")
+
+
+async def test_the_backend_scans_its_keys_and_aborts_interrupted_uploads(s3: str, tmp_path: Path) -> None:
+    import boto3
+
+    from sfumato.storage.s3 import S3Storage
+
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    storage = S3Storage(BUCKET, spool_dir=tmp_path / "spool", prefix="deploy-a", endpoint_url=s3)
+    theirs = None
+    try:
+        for key in ("outputs/acc/a.png", "outputs/acc/b.png", "uploads/acc/c.png"):
+            await storage.put(key, b"abc")
+        client.put_object(Bucket=BUCKET, Key="deploy-b/outputs/acc/x.png", Body=b"another deployment's")
+        listed = [item async for item in storage.scan("outputs/")]
+        assert [item.key for item in listed] == ["outputs/acc/a.png", "outputs/acc/b.png"]
+        assert all(abs(item.modified - datetime.now(UTC)) < timedelta(minutes=1) for item in listed)
+
+        ours = client.create_multipart_upload(Bucket=BUCKET, Key="deploy-a/uploads/acc/big.mp4")
+        client.upload_part(Bucket=BUCKET, Key="deploy-a/uploads/acc/big.mp4", UploadId=ours["UploadId"],
+                           PartNumber=1, Body=b"x" * 1024)  # then the process died
+        theirs = client.create_multipart_upload(Bucket=BUCKET, Key="deploy-b/uploads/acc/big.mp4")
+        # moto dates every upload 2010-11-10, so the cutoffs are set from what the bucket says
+        [begun] = [u["Initiated"] for u in client.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+                   if u["Key"].startswith("deploy-a/")]
+        assert await storage.sweep_interrupted("uploads/", begun) == 0  # not before: may be live
+        assert await storage.sweep_interrupted("uploads/", begun + timedelta(seconds=1)) == 1
+        left = [u["Key"] for u in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
+        assert left == ["deploy-b/uploads/acc/big.mp4"]
+    finally:
+        if theirs is not None:
+            client.abort_multipart_upload(Bucket=BUCKET, Key="deploy-b/uploads/acc/big.mp4",
+                                          UploadId=theirs["UploadId"])
+        await storage.aclose()
+
+
+async def test_orphans_on_s3_go_after_the_grace_and_nothing_else(make_deps: Callable[..., Any], s3: str) -> None:
+    import boto3
+
+    clock = FrozenClock()
+    deps = await make_deps(storage_backend="s3", s3_bucket=BUCKET, s3_endpoint_url=s3, s3_region="us-east-1",
+                           clock=clock, auth_cache_seconds=0)
+    async with serve(deps) as client:
+        who = await new_customer(deps)
+        await client.post("/api/v1/files", files={"file": ("a.png", _png(), "image/png")}, headers=who.headers)
+        task = await wait_for_task(client, who, (await create(client, who, model="qwen-image")).json()["id"])
+        assert task["status"] == "succeeded"
+    referenced = _keys(s3)
+    assert len(referenced) == 2
+    orphans = await killed_worker_outputs(deps, who.account_id)
+    boto3.client("s3", endpoint_url=s3, region_name="us-east-1").put_object(
+        Bucket=BUCKET, Key="backups/notes.png", Body=b"not sfumato's")
+    assert await purge_orphans(deps) == 0  # young: perhaps a live worker's, about to commit
+    clock.advance(seconds=deps.settings.orphan_grace_seconds + 1)
+    assert await purge_orphans(deps) == len(orphans) == 2
+    assert _keys(s3) == sorted([*referenced, "backups/notes.png"])
+    await deps.storage.aclose()

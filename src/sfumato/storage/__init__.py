@@ -1,7 +1,7 @@
 """Where bytes live. ``Storage`` is the interface; ``LocalStorage`` the embedded default,
 ``S3Storage`` (``storage/s3.py``) object storage."""
 
-from sfumato.storage.base import Storage
+from sfumato.storage.base import Storage, StoredKey
 from sfumato.storage.local import LocalStorage
 
-__all__ = ["LocalStorage", "Storage"]
+__all__ = ["LocalStorage", "Storage", "StoredKey"]

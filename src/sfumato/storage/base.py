@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+
+class StoredKey(NamedTuple):
+    key: str
+    modified: datetime
+    """When the bytes were last written (UTC, the store's own clock)."""
 
 
 class Storage(Protocol):
@@ -24,7 +30,17 @@ class Storage(Protocol):
     async def get(self, key: str) -> bytes: ...
 
     async def delete(self, key: str) -> None:
-        """Remove ``key``; removing a missing key is not an error."""
+        """Remove ``key`` (any key ``scan`` yields); removing a missing key is not an error."""
+
+    def scan(self, prefix: str) -> AsyncIterator[StoredKey]:
+        """Every key under ``prefix`` (``"outputs/"``) with its modification time, a page at a
+        time: memory stays bounded however many there are. Leftovers of interrupted writes that
+        sit in the store under a name (local temp files) are listed too; the upload spool is not."""
+
+    async def sweep_interrupted(self, prefix: str, before: datetime) -> int:
+        """Remove what writes under ``prefix`` begun before ``before`` left behind outside the key
+        space (unfinished S3 multipart uploads); returns how many. Local disk: none (``scan``
+        lists its temp files)."""
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the bytes from directly, when there is one."""

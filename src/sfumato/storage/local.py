@@ -1,21 +1,51 @@
 """Local disk under ``{data_dir}/storage``. Writes go to a temporary file beside the target,
-are flushed to disk and renamed into place, so a crash never leaves a half-written file visible.
+are flushed to disk and renamed into place, so a crash never leaves a half-written file visible
+(only the temporary file, which ``scan`` lists so the orphan cleanup removes it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Generator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sfumato.storage.base import StoredKey
 from sfumato.storage.spool import sweep
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(\.[a-z0-9]+)?$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_TEMP_NAME = re.compile(r"\.tmp-[a-z0-9_]+\.part")
+"""The names ``_write``'s ``mkstemp`` gives (prefix, its random letters, suffix)."""
+SCAN_BATCH = 256
+"""Directory entries read per thread hop while scanning: bounds memory and hop overhead."""
+
+
+def _listed(key: str) -> bool:
+    """A key sfumato could have written, or the temporary file of one of its writes."""
+    directory, _, name = key.rpartition("/")
+    if _TEMP_NAME.fullmatch(name):
+        return not directory or _SAFE_KEY.fullmatch(directory) is not None
+    return _SAFE_KEY.fullmatch(key) is not None
+
+
+def _take(items: Iterator[StoredKey], count: int) -> list[StoredKey]:
+    return list(itertools.islice(items, count))
+
+
+def _stat(entry: os.DirEntry[str], key: str) -> StoredKey | None:
+    try:
+        if not entry.is_file(follow_symlinks=False):
+            return None
+        modified = entry.stat(follow_symlinks=False).st_mtime
+    except FileNotFoundError:  # removed while the directory was read
+        return None
+    return StoredKey(key, datetime.fromtimestamp(modified, UTC))
 
 
 class LocalStorage:
@@ -69,8 +99,42 @@ class LocalStorage:
         return await asyncio.to_thread(self._path(key).read_bytes)
 
     async def delete(self, key: str) -> None:
+        if not _listed(key):
+            raise ValueError(f"unsafe storage key {key!r}")
         with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(os.unlink, self._path(key))
+            await asyncio.to_thread(os.unlink, self.root / key)
+
+    def _walk(self, prefix: str) -> Generator[StoredKey]:
+        """One directory open at a time, read as it goes; what waits is the names of folders not
+        yet read (about one per account), never the files. Dot directories (the upload spool
+        ``.incoming``) and names sfumato never makes are skipped."""
+        top = prefix.strip("/")
+        if top and not all(_SEGMENT.fullmatch(part) for part in top.split("/")):
+            raise ValueError(f"unsafe storage prefix {prefix!r}")
+        pending = [top]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = os.scandir(self.root / folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    key = f"{folder}/{entry.name}" if folder else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if _SEGMENT.fullmatch(entry.name):
+                            pending.append(key)
+                    elif _listed(key) and (found := _stat(entry, key)) is not None:
+                        yield found
+
+    async def scan(self, prefix: str) -> AsyncIterator[StoredKey]:
+        walk = self._walk(prefix)  # advanced in threads, one batch at a time, never two at once
+        while batch := await asyncio.to_thread(_take, walk, SCAN_BATCH):
+            for item in batch:
+                yield item
+
+    async def sweep_interrupted(self, prefix: str, before: datetime) -> int:
+        return 0  # an interrupted write leaves a temp file among the keys, which scan lists
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)

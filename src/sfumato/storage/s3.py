@@ -1,7 +1,8 @@
 """Object storage on S3 or anything speaking its API (MinIO, R2, Ceph…), through aioboto3.
 
 Objects are written whole by ``PutObject`` (or a multipart upload for large files), which S3
-makes visible all at once: no reader sees half a file. Uploads still arrive in a local spool
+makes visible all at once: no reader sees half a file. A multipart upload cut short leaves its
+parts behind, unlisted but billed; ``sweep_interrupted`` aborts those. Uploads still arrive in a local spool
 directory first (they are sniffed there), then stream from it to the bucket. Downloads are
 streamed through sfumato (signed sfumato URLs, unchanged), or, with
 ``SFUMATO_S3_PRESIGNED_DOWNLOADS``, redirected to a short-lived presigned URL of the bucket.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from sfumato.storage.base import StoredKey
 from sfumato.storage.spool import sweep
 
 CHUNK = 256 * 1024
@@ -95,6 +97,27 @@ class S3Storage:
 
     async def delete(self, key: str) -> None:
         await (await self._s3()).delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    async def scan(self, prefix: str) -> AsyncIterator[StoredKey]:
+        """One ``ListObjectsV2`` page (up to 1,000 keys) in memory at a time."""
+        pages = (await self._s3()).get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix))
+        async for page in pages:
+            for item in page.get("Contents", []):
+                yield StoredKey(item["Key"][len(self.prefix):], item["LastModified"])
+
+    async def sweep_interrupted(self, prefix: str, before: datetime) -> int:
+        """Abort the multipart uploads under ``prefix`` begun before ``before``."""
+        s3, aborted = await self._s3(), 0
+        pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+        async for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < before:
+                    with contextlib.suppress(ClientError):  # finished or aborted meanwhile
+                        await s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
+                        aborted += 1
+        return aborted
 
     def local_path(self, key: str) -> Path | None:
         return None

@@ -1,5 +1,6 @@
 """Nothing stays stuck: expired leases go back to the queue (or fail, refunded, once the task
-has used its attempts), and old idempotency keys and expired outputs are cleaned up."""
+has used its attempts), and old idempotency keys, expired outputs and orphaned bytes are
+cleaned up."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from sfumato import metrics
 from sfumato.db.notify import TASK_QUEUED, notify
 from sfumato.deps import Deps
-from sfumato.files.cleanup import purge_files
+from sfumato.files.cleanup import orphans_due, purge_files, purge_orphans
 from sfumato.tasks import lifecycle
 from sfumato.tasks.service import purge_idempotency_keys
 from sfumato.tasks.status import Status
@@ -51,3 +52,5 @@ async def maintain(deps: Deps) -> None:
     async with deps.db.write() as session:
         await purge_idempotency_keys(session, deps.clock.now(), deps.idempotency_window)
     await purge_files(deps)
+    if orphans_due(deps):
+        await purge_orphans(deps)

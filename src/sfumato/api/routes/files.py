@@ -9,9 +9,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import WithJsonSchema
 
 from sfumato.api.dependencies import DepsDep, PrincipalDep
-from sfumato.api.schemas import ErrorEnvelope, FileOut, FilePage
+from sfumato.api.schemas import CURSOR, ErrorEnvelope, FileOut, FilePage, upload_body
 from sfumato.clock import iso_ms
 from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
@@ -73,9 +74,7 @@ async def _receive_upload(request: Request, deps: Deps, account_id: str) -> Stor
 
 @router.post(
     "", summary="Upload a reference file", status_code=201, response_model=FileOut,
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"}}}}}}},
+    openapi_extra={"requestBody": upload_body(multipart.MAX_PARTS)},
     responses={413: {"model": ErrorEnvelope}, **_errors},
 )
 async def upload_file(request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
@@ -87,7 +86,7 @@ async def upload_file(request: Request, deps: DepsDep, who: PrincipalDep) -> JSO
 async def list_files(
     request: Request, deps: DepsDep, who: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), WithJsonSchema(CURSOR)] = None,
 ) -> JSONResponse:
     async with deps.db.read() as session:
         rows, next_cursor = await uploads.list_files(session, who.account_id, deps.clock.now(),
@@ -123,15 +122,17 @@ async def delete_file(file_id: str, deps: DepsDep, who: PrincipalDep) -> Respons
 async def file_content(
     file_id: str,
     deps: DepsDep,
-    expires: Annotated[int, Query(ge=0, le=2**40)],
+    expires: Annotated[str, Query(description="Unix seconds, exactly as in the issued link.")],
     signature: Annotated[str, Query(max_length=100)],
 ) -> Response:
+    # The link is checked before anything is looked up: a bad one answers alike (and as fast)
+    # whether the file exists or not. Only the server can sign, so a 404 tells nothing new.
+    if not deps.signer.verify(file_id, expires, signature, deps.clock.now()):
+        raise LinkExpired()
     async with deps.db.read() as session:
         stored = await session.get(StoredFile, file_id)
     if stored is None or stored.deleted_at is not None:
         raise NotFound("No such file.")
-    if not deps.signer.verify(file_id, stored.account_id, expires, signature, deps.clock.now()):
-        raise LinkExpired()
     headers = {
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(stored.name)}",
         "X-Content-Type-Options": "nosniff",
@@ -141,13 +142,10 @@ async def file_content(
     if path is not None:
         return FileResponse(path, media_type=stored.mime_type, headers=headers)
     if deps.settings.s3_presigned_downloads:
-        seconds = max(1, min(300, expires - int(deps.clock.now().timestamp())))
+        seconds = max(1, min(300, int(expires) - int(deps.clock.now().timestamp())))
         target = await deps.storage.presigned_url(stored.storage_key, seconds, mime_type=stored.mime_type,
                                                   disposition=headers["Content-Disposition"])
         if target is not None:
             return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})
     return StreamingResponse(deps.storage.stream(stored.storage_key), media_type=stored.mime_type,
                              headers={**headers, "Content-Length": str(stored.bytes)})
-
-
-
