@@ -11,12 +11,16 @@ image, so only the gateway's own work per task is measured (output write, finish
 transaction, lease).
 
     .venv/bin/python bench/slow_tasks.py --tasks 2000 --latency-ms 2000 --backend sqlite postgres
+
+``--json-out FILE`` also writes the rows as JSON; ``--log-dir DIR`` keeps the worker's output
+there (default: discarded).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +44,7 @@ from sfumato.tasks import service
 from sfumato.worker.loop import Worker
 
 CLI = [sys.executable, "-m", "sfumato.cli"]
+LOG_DIR: Path | None = None
 
 
 async def queue_tasks(settings: Settings, total: int) -> None:
@@ -100,29 +105,55 @@ async def in_subprocess(settings: Settings, latency_ms: str, concurrency: int) -
     env = {**os.environ, "SFUMATO_DATA_DIR": str(settings.data_dir), "SFUMATO_SECRET_KEY": "bench",
            "SFUMATO_SANDBOX_LATENCY_MS": latency_ms, "SFUMATO_WORKER_CONCURRENCY": str(concurrency),
            **({"SFUMATO_DATABASE_URL": settings.database_url} if settings.database_url else {})}
-    worker = subprocess.Popen([*CLI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not settings.database_url:
+        env.pop("SFUMATO_DATABASE_URL", None)
+    backend = "postgres" if settings.database_url else "sqlite"
+    log = LOG_DIR / f"slow_tasks-worker-{backend}.log" if LOG_DIR else None
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    worker = subprocess.Popen([*CLI, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
     began, peak = time.perf_counter(), 0.0
     db = Database(settings.resolved_database_url)
     try:
         while True:
             peak = max(peak, rss_mb(worker.pid))
             if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
+                raise RuntimeError(f"the worker exited with {worker.returncode} (log: {log})")
             if await unfinished(db) == 0:
-                return time.perf_counter() - began, peak
+                return time.perf_counter() - began, max(peak, rss_mb(worker.pid, "VmHWM"))
             await asyncio.sleep(0.1)
     finally:
         await db.dispose()
-        worker.terminate()
-        worker.wait(timeout=30)
+        if worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        if not isinstance(out, int):
+            out.close()
 
 
-async def run(backend: str, total: int, latency_ms: str, concurrency: int, provider: str) -> tuple[float, float]:
+async def statuses(db: Database) -> dict[str, int]:
+    async with db.read() as session:
+        rows = (await session.execute(select(Task.status, func.count()).group_by(Task.status))).all()
+    return {str(getattr(status, "value", status)): count for status, count in rows}
+
+
+async def run(backend: str, total: int, latency_ms: str, concurrency: int,
+              provider: str) -> tuple[float, float, dict[str, int]]:
+    """``(seconds until all ended, peak RSS MB, tasks per final status)``."""
     async with scratch(backend, "slow") as (data_dir, database_url):
         settings = Settings(data_dir=Path(data_dir), database_url=database_url, secret_key="bench")
         await queue_tasks(settings, total)
         measure = in_process if provider == "fixed" else in_subprocess
-        return await measure(settings, latency_ms, concurrency)
+        elapsed, peak = await measure(settings, latency_ms, concurrency)
+        db = Database(settings.resolved_database_url)
+        try:
+            ended = await statuses(db)
+        finally:
+            await db.dispose()
+        return elapsed, peak, ended
 
 
 def main() -> None:
@@ -132,14 +163,28 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2000)
     parser.add_argument("--backend", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--provider", nargs="+", default=["fixed", "sandbox"])
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--log-dir", type=Path)
     opts = parser.parse_args()
-    print("| provider | backend | tasks | latency ms | concurrency | all ended after s | worker peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    global LOG_DIR
+    if opts.log_dir:
+        opts.log_dir.mkdir(parents=True, exist_ok=True)
+        LOG_DIR = opts.log_dir
+    rows = []
+    print("| provider | backend | tasks | latency ms | concurrency | all ended after s | worker peak RSS MB "
+          "| ended as |")
+    print("|---|---|---|---|---|---|---|---|")
     for provider in opts.provider:
         for backend in opts.backend:
-            elapsed, peak = asyncio.run(run(backend, opts.tasks, opts.latency_ms, opts.concurrency, provider))
+            elapsed, peak, ended = asyncio.run(run(backend, opts.tasks, opts.latency_ms, opts.concurrency, provider))
+            outcome = ", ".join(f"{n} {status}" for status, n in sorted(ended.items()))
             print(f"| {provider} | {backend} | {opts.tasks} | {opts.latency_ms} | {opts.concurrency} "
-                  f"| {elapsed:.1f} | {peak:.0f} |", flush=True)
+                  f"| {elapsed:.1f} | {peak:.0f} | {outcome} |", flush=True)
+            rows.append({"provider": provider, "backend": backend, "tasks": opts.tasks,
+                         "latency_ms": opts.latency_ms, "concurrency": opts.concurrency,
+                         "drain_s": elapsed, "peak_rss_mb": peak, "statuses": ended})
+            if opts.json_out:
+                opts.json_out.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

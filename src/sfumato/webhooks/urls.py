@@ -7,7 +7,7 @@ exactly what the HTTP client will act on:
 
 - the URL is parsed by ``yarl``, the library ``aiohttp`` sends with, and its host (after the
   IDNA/UTS-46 mapping yarl applies) must be the plain-ASCII text that was given: ``127。0。0。1``,
-  ``１２７.0.0.1`` or ``127.0.0.¹`` all *map* to ``127.0.0.1``, so they are refused, not checked
+  fullwidth digits (U+FF11...) or ``127.0.0.¹`` all *map* to ``127.0.0.1``, so they are refused, not checked
   as names and then connected to as addresses;
 - a host whose last label is a number is an IPv4 address in some notation (decimal
   ``2130706433``, octal ``0177.0.0.1``, hex ``0x7f.1``, shortened ``127.1``): only the canonical
