@@ -62,13 +62,16 @@ class LocalStorage:
         return self.root / key
 
     def _write(self, path: Path, data: bytes) -> None:
+        """Written beside its name, then renamed over it: a reader sees the whole file or none.
+        No fsync: a killed process loses nothing (the bytes are in the page cache before the
+        rename and before the row commits); only an OS crash or power cut can lose the last
+        outputs, as it can the last SQLite commits at ``synchronous=NORMAL`` (docs/architecture.md).
+        It cost a disk flush per image on the hot path."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
