@@ -105,3 +105,28 @@ async def test_the_storage_key_of_a_deleted_or_missing_file_is_not_found(make_de
     deps: Deps = await make_deps(run_worker=False)
     with pytest.raises(NotFound):
         await file_queries.storage_key(deps.db.driver, "file_missing")
+
+
+async def test_the_drivers_claim_takes_the_oldest_queued_task_under_a_fresh_lease(
+    make_deps: Callable[..., Any]
+) -> None:
+    from datetime import timedelta
+
+    from sfumato.worker import lease
+
+    deps: Deps = await make_deps(run_worker=False)
+    who = await new_customer(deps)
+    for i, minute in enumerate((5, 1, 3)):
+        await queries.create_task(deps.db.driver, NewTask(
+            id=f"task_c{i}", account_id=who.account_id, model="qwen-image", prompt="x", params={"seed": str(i)},
+            price=1, request_id=None, now=NOW + timedelta(minutes=minute)))
+    first = await lease.claim_through(deps.db.driver, 2, NOW, timedelta(seconds=30))
+    rest = await lease.claim_through(deps.db.driver, 5, NOW, timedelta(seconds=30))
+    none = await lease.claim_through(deps.db.driver, 5, NOW, timedelta(seconds=30))
+    assert sorted(c.task_id for c in first) == ["task_c1", "task_c2"] and [c.task_id for c in rest] == ["task_c0"]
+    assert none == [] and len({c.lease_token for c in first + rest}) == 2
+    assert rest[0].params == {"seed": "0"} and rest[0].reference_file_ids == [] and rest[0].attempts == 1
+    async with deps.db.read() as session:
+        row = await session.get(Task, "task_c0")
+    assert row is not None and (row.status, row.lease_token, row.started_at) == ("running", rest[0].lease_token, NOW)
+    assert row.lease_expires_at == NOW + timedelta(seconds=30)

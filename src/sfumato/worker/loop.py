@@ -48,8 +48,9 @@ class Worker:
         free = self.deps.settings.worker_concurrency - len(self._runs)
         if free <= 0:
             return 0, 0
-        async with self.deps.db.write() as session:
-            claims = await lease.claim(session, free, self.deps.clock.now(), self.deps.lease)
+        claims = await lease.claim_through(self.deps.db.driver, free, self.deps.clock.now(), self.deps.lease)
+        if claims:
+            self.deps.db.announce({c.task_id for c in claims})
         for claim in claims:
             run = TaskRun(self.deps, claim)
             self._runs[claim.task_id] = run
