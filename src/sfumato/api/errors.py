@@ -145,7 +145,8 @@ def install(app: FastAPI) -> None:
     # A pooled connection that broke surfaces wrapped (DBAPIError); a fresh connection that
     # cannot be made surfaces as the driver's own error, which SQLAlchemy does not wrap.
     for unavailable in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError,
-                        asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError):
+                        asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
+                        asyncpg.OperatorInterventionError):
         app.add_exception_handler(unavailable, _database_down)
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

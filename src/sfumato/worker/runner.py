@@ -243,7 +243,10 @@ class TaskRun:
 
 TRANSIENT = (OperationalError, InterfaceError, DBAPIError, ConnectionError, TimeoutError,
              asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
-             sqlite3.OperationalError)
+             asyncpg.OperatorInterventionError, sqlite3.OperationalError)
+"""What a finishing write is retried on. The driver's errors come unwrapped: a PostgreSQL that
+is shutting down answers ``AdminShutdownError`` (an operator intervention), a dropped socket
+``ConnectionDoesNotExistError`` (an interface error), a busy SQLite file ``OperationalError``."""
 
 
 def _transient_dbapi(exc: DBAPIError) -> bool:
