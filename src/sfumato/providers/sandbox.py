@@ -9,6 +9,7 @@ output, so reference mode is visible end to end. Latency and failures are config
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import json
@@ -43,14 +44,35 @@ def _color(rng: random.Random) -> tuple[int, int, int]:
     return (rng.randrange(256), rng.randrange(256), rng.randrange(256))
 
 
+@functools.lru_cache(maxsize=64)
+def _mask(width: int, height: int, angle: int) -> Image.Image:
+    """The gradient of one size and direction, drawn once per process (read-only after)."""
+    return Image.linear_gradient("L").rotate(angle).resize((width, height))
+
+
+@functools.lru_cache(maxsize=64)
+def _label_bar(width: int, height: int, text: str) -> tuple[Image.Image, ImageFont.FreeTypeFont | ImageFont.ImageFont]:
+    """The bottom bar with the first label line, rendered once per size and label."""
+    size = max(14, min(width, height) // 32)
+    font = ImageFont.load_default(size=size)
+    bar = Image.new("RGBA", (width, 3 * size), (0, 0, 0, 140))
+    ImageDraw.Draw(bar).text((12, 0.4 * size), text, font=font, fill="white")
+    return bar, font
+
+
+def _blend(mask: Image.Image, near: tuple[int, int, int], far: tuple[int, int, int]) -> Image.Image:
+    """``near`` where the mask is white, ``far`` where it is black: one lookup table per
+    channel, instead of compositing two full-size solid images."""
+    bands = [mask.point([b + (a - b) * v // 255 for v in range(256)]) for a, b in zip(near, far, strict=True)]
+    return Image.merge("RGB", bands)
+
+
 def render(job: Job, references: list[bytes]) -> OutputImage:
     width, height = job.model.output.size_for(job.params)
     fmt = job.model.output.format_for(job.params)
     rng = random.Random(_seed_digest(job))
-    gradient = Image.linear_gradient("L").rotate(rng.choice((0, 90, 180, 270)))
-    mask = gradient.resize((width, height))
-    image = Image.composite(Image.new("RGB", (width, height), _color(rng)),
-                            Image.new("RGB", (width, height), _color(rng)), mask)
+    mask = _mask(width, height, rng.choice((0, 90, 180, 270)))
+    image = _blend(mask, _color(rng), _color(rng))
     draw = ImageDraw.Draw(image, "RGBA")
     for _ in range(rng.randint(4, 9)):
         x, y = rng.randrange(width), rng.randrange(height)
@@ -61,11 +83,9 @@ def render(job: Job, references: list[bytes]) -> OutputImage:
             side = min(width, height) // 3
             thumb = ImageOps.contain(ref.convert("RGB"), (side, side))
             image.paste(thumb, (16 + index * (side // 4), 16 + index * (side // 4)))
-    size = max(14, min(width, height) // 32)
-    font = ImageFont.load_default(size=size)
-    label = f"SANDBOX  {job.model.id}  {width}x{height}  {fmt}"
-    draw.rectangle((0, height - 3 * size, width, height), fill=(0, 0, 0, 140))
-    draw.text((12, height - 2.6 * size), label, font=font, fill="white")
+    bar, font = _label_bar(width, height, f"SANDBOX  {job.model.id}  {width}x{height}  {fmt}")
+    image.paste(bar, (0, height - bar.height), bar)
+    size = bar.height // 3
     draw.text((12, height - 1.4 * size), job.prompt[:120], font=font, fill=(230, 230, 230))
     buffer = io.BytesIO()
     options = {"compress_level": 1} if fmt == "png" else {"quality": 90}
