@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 
@@ -80,6 +81,7 @@ async def test_list_pages_newest_first_and_filters(deps, client: httpx.AsyncClie
     ids = []
     for model in ["qwen-image", "grok-imagine", "qwen-image", "google-imagen4", "qwen-image"]:
         ids.append((await create(client, customer, model=model)).json()["id"])
+        await asyncio.sleep(0.002)  # times are kept to the millisecond; within one, order is by id
     seen, cursor = [], None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}

@@ -7,16 +7,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
 from sfumato import metrics
 from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
-from sfumato.api.schemas import ErrorEnvelope, TaskCreate, TaskOut, TaskPage, TaskView
+from sfumato.api.schemas import (
+    BUILTIN_CATALOG,
+    CURSOR,
+    DEFAULT_PROMPT_CAP,
+    ErrorEnvelope,
+    TaskOut,
+    TaskPage,
+    TaskView,
+    task_create_body,
+)
 from sfumato.catalog import validate_task_request
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, ValidationFailed
-from sfumato.tasks import service, watch
+from sfumato.tasks import queries, service, watch
 from sfumato.tasks.status import TERMINAL, Status
 from sfumato.webhooks.urls import destination_problem
 
@@ -38,7 +48,7 @@ def view(deps: Deps, request: Request) -> TaskView:
     status_code=202,
     response_model=TaskOut,
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": TaskCreate.model_json_schema()}}}},
+        "application/json": {"schema": task_create_body(BUILTIN_CATALOG, DEFAULT_PROMPT_CAP)}}}},
     responses={
         200: {"model": TaskOut, "description": "Replay: the task an earlier request with this client_request_id "
               "made; or, with `Prefer: wait=N`, the task once it ended within N seconds."},
@@ -52,13 +62,17 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     if task_request.webhook_url and (refused := destination_problem(task_request.webhook_url,
                                                                      deps.settings.webhook_allow_private)):
         raise ValidationFailed(details=[FieldError("webhook_url", refused)])
-    async with deps.db.write() as session:
-        outcome = await service.create_task(
-            session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window,
-            signer=deps.signer,
-        )
-        if outcome.created:
-            await notify(session, TASK_QUEUED)
+    if service.is_plain(task_request):
+        outcome = service.Created(await service.create_plain(deps.db.driver, who.account_id, task_request,
+                                                             deps.clock.now()), created=True)
+    else:
+        async with deps.db.write() as session:
+            outcome = await service.create_task(
+                session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window,
+                signer=deps.signer,
+            )
+            if outcome.created:
+                await notify(session, TASK_QUEUED)
     task = outcome.task
     if outcome.created:
         deps.signals.task_queued()
@@ -67,7 +81,7 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     headers = {} if outcome.created else {"Idempotent-Replayed": "true"}
     wait = preferred_wait(request.headers.get("prefer"), deps.settings.max_prefer_wait_seconds)
     if wait:
-        task = await watch.until_done(deps, who.account_id, task.id, wait)
+        task = await watch.until_done(deps, who.account_id, task.id, wait, known=task if outcome.created else None)
         headers["Preference-Applied"] = f"wait={wait}"
     ended = task.status in TERMINAL
     status = 202 if outcome.created and not ended else 200
@@ -87,7 +101,7 @@ def preferred_wait(prefer: str | None, cap: int) -> int:
 async def list_tasks(
     request: Request, deps: DepsDep, who: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), WithJsonSchema(CURSOR)] = None,
     status: Status | None = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
 ) -> JSONResponse:
@@ -102,8 +116,7 @@ async def list_tasks(
 
 @router.get("/{task_id}", summary="Get a task", response_model=TaskOut, responses=_errors)
 async def get_task(task_id: str, request: Request, deps: DepsDep, who: PrincipalDep) -> JSONResponse:
-    async with deps.db.read() as session:
-        task = await service.get_task(session, who.account_id, task_id)
+    task = await queries.get_task(deps.db.driver, who.account_id, task_id)
     return JSONResponse(view(deps, request).task(task))
 
 

@@ -33,14 +33,14 @@ from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.errors import request_id_of
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
-from sfumato.api.schemas import ImageEditEnvelope
+from sfumato.api.schemas import DEFAULT_PROMPT_CAP, ImageEditEnvelope, image_edit_body
 from sfumato.api.surfaces.openai_images import json_images, run_tasks
 from sfumato.api.surfaces.openai_params import OpenAIRequest
 from sfumato.clock import iso_ms
-from sfumato.db.models import Task
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, ValidationFailed
 from sfumato.tasks import service, watch
+from sfumato.tasks.queries import AnyTask
 from sfumato.tasks.status import Status
 
 router = APIRouter(prefix="/api/v1/image/generation", tags=["image-edit"])
@@ -106,7 +106,7 @@ def _asked(deps: Deps, body: dict[str, Any]) -> OpenAIRequest:
     return OpenAIRequest(spec, body["prompt"], params, int(body.get("n", 1)), "url", body.get("size"), "png")
 
 
-def envelope_of(deps: Deps, request: Request, tasks: list[Task], seconds: float) -> dict[str, Any]:
+def envelope_of(deps: Deps, request: Request, tasks: list[AnyTask], seconds: float) -> dict[str, Any]:
     shape = view(deps, request)
     done = [t for t in tasks if t.status == Status.SUCCEEDED]
     urls = [m["url"] for t in done for m in shape.task(t)["result"]["media"]]
@@ -122,7 +122,7 @@ def envelope_of(deps: Deps, request: Request, tasks: list[Task], seconds: float)
     return {"code": 0, "data": data, "message": message, "request_id": request_id_of(request)}
 
 
-async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[str, Any], list[Task]]:
+async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[str, Any], list[AnyTask]]:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
@@ -135,7 +135,10 @@ async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[st
     return body, await run_tasks(deps, account_id, _asked(deps, body), references, wait=not body.get("stream"))
 
 
-@router.post("", summary="Edit images (the image-edit API)", responses=_responses)
+@router.post("", summary="Edit images (the image-edit API)", responses=_responses, openapi_extra={
+    "requestBody": image_edit_body(MODELS, {**CHOICES, "size": tuple(SIZES), "quality": tuple(QUALITY),
+                                            "background": ("opaque", "auto"), "output_format": ("png",)},
+                                   RANGES, max_prompt=min(32000, DEFAULT_PROMPT_CAP), max_images=16)})
 async def image_generation(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Any:
     began = time.monotonic()
     body, tasks = await _start(deps, request, who.account_id)
@@ -145,7 +148,7 @@ async def image_generation(request: Request, deps: DepsDep, who: RateLimitedPrin
     return JSONResponse(envelope_of(deps, request, tasks, time.monotonic() - began))
 
 
-async def _stream(deps: Deps, request: Request, account_id: str, tasks: list[Task], began: float
+async def _stream(deps: Deps, request: Request, account_id: str, tasks: list[AnyTask], began: float
                   ) -> AsyncIterator[str]:
     ended = []
     for task in tasks:

@@ -30,17 +30,25 @@ from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_unsto
 from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
-from sfumato.api.schemas import OpenAIErrorEnvelope, OpenAIImagesResponse
+from sfumato.api.schemas import (
+    BUILTIN_CATALOG,
+    DEFAULT_PROMPT_CAP,
+    OpenAIErrorEnvelope,
+    OpenAIImagesResponse,
+    openai_bodies,
+)
 from sfumato.api.surfaces import openai_params
 from sfumato.catalog import validate_task_request
-from sfumato.db.models import StoredFile, Task
+from sfumato.db.models import StoredFile
 from sfumato.db.notify import TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, SfumatoError, ValidationFailed
+from sfumato.files import queries as file_queries
 from sfumato.files import uploads
 from sfumato.files.multipart import SpooledFile
 from sfumato.files.urls import file_id_from_url
 from sfumato.tasks import service, watch
+from sfumato.tasks.queries import AnyTask
 from sfumato.tasks.status import Status
 
 router = APIRouter(prefix="/v1/images", tags=["openai-compatible"])
@@ -114,26 +122,33 @@ async def json_images(deps: Deps, account_id: str, images: Any) -> list[StoredFi
 
 
 async def run_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequest,
-                    references: list[dict[str, Any]], *, wait: bool = True) -> list[Task]:
+                    references: list[dict[str, Any]], *, wait: bool = True) -> list[AnyTask]:
     """Create ``n`` tasks in one transaction and (unless ``wait`` is off) wait for them to end."""
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
     task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
                                          deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
-    async with deps.db.write() as session:
-        created = [(await service.create_task(session, account_id, task_request, deps.clock.now(),
-                                              idempotency_window=deps.idempotency_window, signer=deps.signer)).task
-                   for _ in range(asked.n)]
-        await notify(session, TASK_QUEUED)
+    created: list[AnyTask]
+    if asked.n == 1 and service.is_plain(task_request):
+        created = [await service.create_plain(deps.db.driver, account_id, task_request, deps.clock.now())]
+    else:
+        async with deps.db.write() as session:
+            created = [(await service.create_task(session, account_id, task_request, deps.clock.now(),
+                                                  idempotency_window=deps.idempotency_window,
+                                                  signer=deps.signer)).task for _ in range(asked.n)]
+            await notify(session, TASK_QUEUED)
     deps.signals.task_queued()
     metrics.TASKS_CREATED.labels(asked.model.id).inc(len(created))
     metrics.CREDITS.labels("reserved").inc(sum(t.reserved_credits for t in created))
     if not wait:
         return created
     cap = deps.settings.max_prefer_wait_seconds
+    if len(created) == 1:  # watched from here, at once: no loop turn for the worker to finish unseen
+        return [await watch.until_done(deps, account_id, created[0].id, cap, known=created[0])]
     return list(await asyncio.gather(*(watch.until_done(deps, account_id, t.id, cap) for t in created)))
 
 
-async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, ended: list[Task]) -> JSONResponse:
+async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIRequest,
+                  ended: list[AnyTask]) -> JSONResponse:
     done = [t for t in ended if t.status == Status.SUCCEEDED]
     if not done:
         unfinished = [t.id for t in ended if t.status in (Status.QUEUED, Status.RUNNING)]
@@ -163,14 +178,13 @@ async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIReque
 
 
 async def _bytes(deps: Deps, file_id: str) -> bytes:
-    async with deps.db.read() as session:
-        key = await session.scalar(select(StoredFile.storage_key).where(StoredFile.id == file_id))
-    return await deps.storage.get(str(key))
+    return await deps.storage.get(await file_queries.storage_key(deps.db.driver, file_id))
 
 
 @router.post("/generations", summary="Create images (OpenAI-compatible)", response_model=OpenAIImagesResponse,
-             responses=_responses, openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": {"type": "object", "required": ["prompt"]}}}}})
+             responses=_responses, openapi_extra={"requestBody": openai_bodies(
+                 BUILTIN_CATALOG, openai_params.MODEL_ALIASES, DEFAULT_PROMPT_CAP, default_model="gpt-image-1.5",
+                 ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=False)})
 async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
@@ -180,7 +194,9 @@ async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal
 
 
 @router.post("/edits", summary="Edit images (OpenAI-compatible; multipart or JSON)",
-             response_model=OpenAIImagesResponse, responses=_responses)
+             response_model=OpenAIImagesResponse, responses=_responses, openapi_extra={"requestBody": openai_bodies(
+                 BUILTIN_CATALOG, openai_params.MODEL_ALIASES, DEFAULT_PROMPT_CAP, default_model="gpt-image-1.5",
+                 ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=True)})
 async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         refuse_declared_oversize(request)
