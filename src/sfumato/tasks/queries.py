@@ -218,7 +218,46 @@ def succeed_steps(task_id: str, lease_token: str, result: dict[str, Any], charge
         yield NOTIFY_CHANGED, (task_id,)
 
 
+SUCCEED_PG = """
+WITH done AS (
+    UPDATE tasks SET status = 'succeeded', updated_at = $3, result = $4::jsonb, finished_at = $3,
+        final_credits = LEAST(reserved_credits, GREATEST(0, $5::bigint)), lease_token = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND status = 'running' AND lease_token = $2
+    RETURNING account_id, reserved_credits, final_credits, webhook_url
+), stored AS (
+    INSERT INTO files SELECT * FROM jsonb_populate_recordset(NULL::files, $6::jsonb) WHERE EXISTS (SELECT 1 FROM done)
+), moved AS (
+    UPDATE accounts SET balance = balance + (done.reserved_credits - done.final_credits) FROM done
+    WHERE accounts.id = done.account_id
+    RETURNING accounts.balance, accounts.webhook_url AS account_hook, done.*
+), entries AS (
+    INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, note, created_at)
+    SELECT account_id, $1, 'settle', 0, balance - (reserved_credits - final_credits), 'charged ' || final_credits, $3
+    FROM moved
+    UNION ALL
+    SELECT account_id, $1, 'release', reserved_credits - final_credits, balance, NULL, $3
+    FROM moved WHERE reserved_credits > final_credits
+), hook AS (
+    INSERT INTO webhook_deliveries (id, account_id, task_id, event_type, url, status, attempts, next_attempt_at,
+                                    log, created_at)
+    SELECT $7, account_id, $1, 'task.succeeded', coalesce(webhook_url, account_hook), 'pending', 0, $3, '[]', $3
+    FROM moved WHERE coalesce(webhook_url, account_hook) IS NOT NULL
+)
+SELECT pg_notify('sfumato_task_changed', $1) FROM moved
+"""
+"""PostgreSQL's finishing write as **one** statement: its parts see one snapshot and commit
+together, the account row is held for one statement. The same outcome, row for row, as
+:func:`succeed_steps` (which SQLite runs in one hop): the guarded transition, the files (only
+if the transition won), one ``UPDATE`` of the balance by the unused part, the ``settle`` entry
+(with the balance before the release, as the two-step form records it) and the ``release``."""
+
+
 async def succeed(driver: Driver, task_id: str, *, lease_token: str, result: dict[str, Any], charged: int,
                   files: list[dict[str, Any]], now: datetime) -> None:
-    await driver.run(succeed_steps(task_id, lease_token, result, charged, files, now,
-                                   notify=not isinstance(driver, SqliteDriver)))
+    if isinstance(driver, SqliteDriver):
+        await driver.run(succeed_steps(task_id, lease_token, result, charged, files, now, notify=False))
+        return
+    rows = [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.items()} for f in files]
+    if await driver.fetchrow(SUCCEED_PG, task_id, lease_token, now, json.dumps(result), charged, json.dumps(rows),
+                             ids.new_id("msg")) is None:
+        raise LeaseLost(task_id)
