@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import sys
+import unicodedata
+from collections.abc import Callable
+
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, func, select
 
 from sfumato.accounts import keys
 from sfumato.accounts import service as accounts
+from sfumato.api import schemas
+from sfumato.catalog import validate
+from sfumato.catalog.spec import IntegerFormat
 from sfumato.clock import FrozenClock
 from sfumato.db.models import ApiKey, LedgerEntry, Task
+from sfumato.webhooks import urls as webhook_urls
 from tests.conftest import Customer, new_customer, serve
 from tests.helpers import create
 
@@ -168,7 +179,61 @@ async def test_openapi_documents_every_route_with_the_error_envelope(client: htt
     assert "ErrorEnvelope" in spec["components"]["schemas"]
     create_op = spec["paths"]["/api/v1/tasks"]["post"]
     assert {"202", "200", "401", "402", "409", "413", "422", "429"} <= set(create_op["responses"])
-    assert create_op["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "prompt"]
+    branches = create_op["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert sorted(b["properties"]["model"]["const"] for b in branches) == sorted(schemas.BUILTIN_CATALOG.ids)
+    for branch in branches:
+        assert branch["required"] == ["model", "prompt"] and branch["additionalProperties"] is False
+    for path, method in [("/api/v1/tasks", "post"), ("/api/v1/files", "post"), ("/api/v1/account/webhook", "put"),
+                         ("/v1/images/generations", "post"), ("/v1/images/edits", "post"),
+                         ("/api/v1/image/generation", "post")]:
+        assert spec["paths"][path][method]["requestBody"]["required"] is True, path
+    webhook = spec["paths"]["/api/v1/account/webhook"]["put"]["requestBody"]["content"]["application/json"]
+    assert webhook["schema"]["additionalProperties"] is False
+
+
+def _code_ranges(test: Callable[[str], bool]) -> tuple[tuple[int, int], ...]:
+    found: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if test(chr(code)):
+            if found and found[-1][1] == code - 1:
+                found[-1] = (found[-1][0], code)
+            else:
+                found.append((code, code))
+    return tuple(found)
+
+
+def test_the_documented_control_characters_are_the_ones_the_validator_refuses() -> None:
+    assert _code_ranges(lambda ch: unicodedata.category(ch) in ("Cc", "Cf")) == schemas.CONTROL
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(), st.from_regex(f"^[^{schemas._char_class(schemas.CONTROL)}]*$", fullmatch=True)))
+def test_the_client_request_id_pattern_is_the_validators_rule(text: str) -> None:
+    pattern = re.compile(f"^[^{schemas._char_class(schemas.CONTROL)}]*$")
+    assert bool(pattern.fullmatch(text)) == (not validate._has_control_chars(text))
+
+
+@pytest.mark.parametrize(("low", "high"), [(0, 4294967295), (-50, 1234), (7, 7), (-9, -3), (0, 0)])
+@settings(max_examples=150, deadline=None)
+@given(value=st.one_of(st.from_regex(r"-?[0-9]{1,12}", fullmatch=True), st.text(" -+0123456789.", max_size=8),
+                       st.integers(-10**11, 10**11).map(str)))
+def test_the_integer_param_pattern_is_the_validators_rule(low: int, high: int, value: str) -> None:
+    errors = validate._Errors()
+    canonical = validate._check_integer("seed", IntegerFormat(min=low, max=high), value, "seed", errors)
+    accepted = value == "" or (canonical is not None and not errors.items)
+    assert bool(re.fullmatch(schemas.integer_text_pattern(low, high), value)) == accepted, value
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(schemas.WEBHOOK_URL_PATTERN, fullmatch=True).filter(lambda u: len(u) <= schemas.WEBHOOK_URL_MAX))
+def test_every_url_the_webhook_pattern_allows_is_accepted(url: str) -> None:
+    assert webhook_urls.destination_problem(url, allow_private=False) is None, url
+
+
+@pytest.mark.parametrize("url", ["https://localhost/x", "http://a.localhost", "https://127.0.0.1/", "ftp://a.com",
+                                 "https://user@a.com/", "https://a.com/ x", "https://a.com:99999/"])
+def test_the_webhook_pattern_leaves_out_what_is_refused(url: str) -> None:
+    assert not re.fullmatch(schemas.WEBHOOK_URL_PATTERN, url)
 
 
 async def test_a_body_nested_deeper_than_the_parser_can_go_is_422(

@@ -246,7 +246,7 @@ FILE_ID_FORMAT, FILE_URL_FORMAT, DATA_URL_FORMAT = "sfumato-file-id", "sfumato-f
 CURSOR = {"type": "string", "format": CURSOR_FORMAT, "maxLength": 500,
           "description": "Opaque: the `next_cursor` of the previous page. Any other value is 422 validation_failed."}
 FILE_ID = {"type": "string", "format": FILE_ID_FORMAT, "minLength": 1,
-           "description": "The id of a file of yours (`POST /api/v1/files`, or a task's output); another is 422."}
+           "description": "The id of a file of yours (`POST /api/v1/files`, or a task's output); another is refused."}
 FILE_URL = {"type": "string", "format": FILE_URL_FORMAT, "minLength": 1,
             "description": "A file URL this server issued for a file of yours (its path "
             "`/api/v1/files/{id}/content` names the file; any host); another is validation_failed."}
@@ -442,7 +442,7 @@ _EDIT_IMAGE = {"type": "object", "description": "`{image_url}` (a data: URL or a
 def openai_bodies(catalog: Catalog, aliases: dict[str, str], prompt_cap: int, *, default_model: str,
                   ignored: tuple[str, ...], max_n: int, max_images: int, edits: bool) -> dict[str, Any]:
     """``requestBody`` of ``/v1/images/generations`` (``edits=False``) or ``/v1/images/edits``."""
-    common = {"ignored": ignored, "max_n": max_n, "edits": edits}
+    common: dict[str, Any] = {"ignored": ignored, "max_n": max_n, "edits": edits}
     branches = _openai_branches(catalog, aliases, prompt_cap, default_model, form=False, **common)
     ignored_here = ("image", "image[]", "mask") if edits else ("image", "image[]", "images", "mask")
     for branch in branches:
@@ -456,11 +456,14 @@ def openai_bodies(catalog: Catalog, aliases: dict[str, str], prompt_cap: int, *,
         forms = _openai_branches(catalog, aliases, prompt_cap, default_model, form=True, **common)
         for form in forms:
             most = min(max_images, form.pop("x-max-images", max_images))
-            form["properties"]["image"] = {"type": "array", "minItems": 1, "maxItems": most,
-                                           "items": {"type": "string", "format": "binary"},
-                                           "description": "The images (the part may also be named `image[]`)."}
+            form["properties"]["image"] = {"description": f"Up to {most} images."}  # described at the top
             form["required"].append("image")
-        content["multipart/form-data"] = {"schema": {"oneOf": forms},
+        # the parts every branch has, at the top, where form tools look for file parts and encodings:
+        # one ``image`` part here (a part is a file only with a filename), which may be repeated
+        top = {"image": {"type": "string", "format": "binary", "description": "An image file part; repeat it "
+                         "(or name the parts `image[]`) for several."}, "prompt": _prompt(prompt_cap)}
+        content["multipart/form-data"] = {"schema": {"type": "object", "required": ["prompt", "image"],
+                                                     "properties": top, "oneOf": forms},
                                           "encoding": {"image": {"contentType": "image/jpeg, image/png, image/webp"}}}
     return {"required": True, "content": content}
 
