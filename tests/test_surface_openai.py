@@ -153,3 +153,14 @@ async def test_image_bodies_are_capped_but_large_inline_images_fit(
                                files={"image": ("big.png", big.getvalue(), "image/png")})
     assert len(big.getvalue()) > 1024 * 1024 and fits.status_code == 200, fits.text
     assert over.status_code == 413 and over.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("n", ["\u00b2", "\u0663", "1.0", " 2", "-1", True, 2.5])
+def test_n_is_a_plain_count_never_a_crash(n: object) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises: such an ``n`` was a 500, now a 400."""
+    from sfumato.catalog import load_catalog
+    from sfumato.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as info:
+        to_task({"model": "gpt-image-1.5", "prompt": "x", "n": n}, load_catalog())
+    assert [d.field for d in info.value.details] == ["n"]

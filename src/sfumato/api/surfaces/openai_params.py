@@ -8,6 +8,7 @@ cannot honour is a 400 naming the OpenAI field, never a silent substitute.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +94,8 @@ def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
     if not isinstance(prompt, str) or not prompt.strip():
         raise _bad("prompt", "A non-empty prompt is required.")
     n = body.get("n", 1)
-    n = int(n) if isinstance(n, (int, str)) and str(n).isdigit() else -1
+    # ASCII digits only: "²".isdigit() is true yet int("²") raises (a 500), and "٣" is not a count.
+    n = int(n) if isinstance(n, int | str) and re.fullmatch(r"[0-9]{1,3}", str(n)) else -1
     if not 1 <= n <= MAX_N:
         raise _bad("n", f"n must be 1 to {MAX_N}.")
     response_format = body.get("response_format") or "b64_json"
