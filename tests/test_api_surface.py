@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 
 from sfumato.accounts import keys
 from sfumato.accounts import service as accounts
-from sfumato.api import schemas
+from sfumato.api import request_schemas as schemas
 from sfumato.catalog import validate
 from sfumato.catalog.spec import IntegerFormat
 from sfumato.clock import FrozenClock

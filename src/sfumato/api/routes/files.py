@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import WithJsonSchema
 
 from sfumato.api.dependencies import DepsDep, PrincipalDep
-from sfumato.api.schemas import CURSOR, ErrorEnvelope, FileOut, FilePage, upload_body
+from sfumato.api.request_schemas import CURSOR, upload_body
+from sfumato.api.schemas import ErrorEnvelope, FileOut, FilePage
 from sfumato.clock import iso_ms
 from sfumato.db.models import StoredFile
 from sfumato.deps import Deps

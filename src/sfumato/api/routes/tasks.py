@@ -12,16 +12,8 @@ from pydantic import WithJsonSchema
 from sfumato import metrics
 from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
-from sfumato.api.schemas import (
-    BUILTIN_CATALOG,
-    CURSOR,
-    DEFAULT_PROMPT_CAP,
-    ErrorEnvelope,
-    TaskOut,
-    TaskPage,
-    TaskView,
-    task_create_body,
-)
+from sfumato.api.request_schemas import BUILTIN_CATALOG, CURSOR, DEFAULT_PROMPT_CAP, task_create_body
+from sfumato.api.schemas import ErrorEnvelope, TaskOut, TaskPage, TaskView
 from sfumato.catalog import validate_task_request
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps

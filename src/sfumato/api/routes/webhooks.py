@@ -8,12 +8,8 @@ from fastapi import APIRouter, Request
 
 from sfumato.api.bodies import json_body, parsed
 from sfumato.api.dependencies import DepsDep, PrincipalDep
-from sfumato.api.schemas import (
-    ErrorEnvelope,
-    WebhookDeliveryPage,
-    WebhookSettingsIn,
-    WebhookSettingsOut,
-)
+from sfumato.api.request_schemas import WebhookSettingsIn
+from sfumato.api.schemas import ErrorEnvelope, WebhookDeliveryPage, WebhookSettingsOut
 from sfumato.clock import iso_ms
 from sfumato.db.models import WebhookDelivery
 from sfumato.errors import FieldError, ValidationFailed

@@ -31,9 +31,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.errors import request_id_of
+from sfumato.api.request_schemas import DEFAULT_PROMPT_CAP, image_edit_body
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
-from sfumato.api.schemas import DEFAULT_PROMPT_CAP, ImageEditEnvelope, image_edit_body
+from sfumato.api.schemas import ImageEditEnvelope
 from sfumato.api.surfaces.openai_images import json_images, run_tasks
 from sfumato.api.surfaces.openai_params import OpenAIRequest
 from sfumato.clock import iso_ms

@@ -28,15 +28,10 @@ from starlette.datastructures import UploadFile
 from sfumato import metrics
 from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_unstorable
 from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
+from sfumato.api.request_schemas import BUILTIN_CATALOG, DEFAULT_PROMPT_CAP, openai_bodies
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
-from sfumato.api.schemas import (
-    BUILTIN_CATALOG,
-    DEFAULT_PROMPT_CAP,
-    OpenAIErrorEnvelope,
-    OpenAIImagesResponse,
-    openai_bodies,
-)
+from sfumato.api.schemas import OpenAIErrorEnvelope, OpenAIImagesResponse
 from sfumato.api.surfaces import openai_params
 from sfumato.catalog import validate_task_request
 from sfumato.db.models import StoredFile
