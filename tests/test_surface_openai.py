@@ -164,3 +164,10 @@ def test_n_is_a_plain_count_never_a_crash(n: object) -> None:
     with pytest.raises(ValidationFailed) as info:
         to_task({"model": "gpt-image-1.5", "prompt": "x", "n": n}, load_catalog())
     assert [d.field for d in info.value.details] == ["n"]
+
+
+@pytest.mark.parametrize("n", ["2", "0002", "000010", 3])
+def test_n_may_have_leading_zeros_as_the_document_allows(n: object) -> None:
+    from sfumato.catalog import load_catalog
+
+    assert to_task({"model": "gpt-image-1.5", "prompt": "x", "n": n}, load_catalog()).n == int(str(n))

@@ -95,7 +95,7 @@ def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
         raise _bad("prompt", "A non-empty prompt is required.")
     n = body.get("n", 1)
     # ASCII digits only: "²".isdigit() is true yet int("²") raises (a 500), and "٣" is not a count.
-    n = int(n) if isinstance(n, int | str) and re.fullmatch(r"[0-9]{1,3}", str(n)) else -1
+    n = int(n) if isinstance(n, int | str) and re.fullmatch(r"0*[0-9]{1,3}", str(n)) else -1
     if not 1 <= n <= MAX_N:
         raise _bad("n", f"n must be 1 to {MAX_N}.")
     response_format = body.get("response_format") or "b64_json"
