@@ -62,6 +62,9 @@ def pg_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
+CHECKPOINT_EVERY = 200
+
+
 class SqliteDriver:
     is_sqlite = True
 
@@ -71,6 +74,7 @@ class SqliteDriver:
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sfumato-sqlite-writer")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="sfumato-sqlite-reader")
         self._conns: dict[str, sqlite3.Connection] = {}
+        self._since_checkpoint = 0
 
     def _conn(self, role: str) -> sqlite3.Connection:
         conn = self._conns.get(role)
@@ -82,7 +86,7 @@ class SqliteDriver:
             for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
                            f"PRAGMA busy_timeout={busy}"):
                 conn.execute(pragma)
-            if inline:  # a checkpoint syncs the disk: left to the threads' connections, off the loop
+            if inline:  # a checkpoint syncs the disk: done on the writer thread instead (_checkpoint)
                 conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conns[role] = conn
         return conn
@@ -129,7 +133,9 @@ class SqliteDriver:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
             else:
-                return transaction(conn)
+                result = transaction(conn)
+                self._checkpoint()
+                return result
 
             def waiting() -> T:
                 conn = self._conn("write")
@@ -150,6 +156,15 @@ class SqliteDriver:
                 return done.value  # type: ignore[no-any-return]
 
         return await self.write(drive)
+
+    def _checkpoint(self) -> None:
+        """Every ``CHECKPOINT_EVERY`` commits made on the loop, a passive checkpoint on the writer
+        thread (it waits for no one and blocks no one): the WAL stays short, and its disk
+        flush never runs on the loop."""
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            self._write_thread.submit(lambda: self._conn("write").execute("PRAGMA wal_checkpoint(PASSIVE)"))
 
     async def close(self) -> None:
         for role in ("inline", "inline-write"):
