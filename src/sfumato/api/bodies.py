@@ -43,7 +43,7 @@ def limit_for(scope: Scope) -> int:
     if path.startswith(IMAGE_DOORS):
         return IMAGES_LIMIT
     if path == UPLOADS:
-        return int(scope["app"].state.upload_limit)
+        return int(getattr(scope["app"].state, "upload_limit", DEFAULT_LIMIT))  # set by create_app
     return DEFAULT_LIMIT
 
 
