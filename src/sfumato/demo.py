@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from sfumato.accounts import queries as key_queries
 from sfumato.accounts import service as accounts
 from sfumato.deps import Deps
 
@@ -16,9 +17,8 @@ async def ensure_demo_key(deps: Deps) -> str:
     path = deps.settings.data_dir / KEY_FILE
     if path.exists():
         key = path.read_text().strip()
-        async with deps.db.read() as session:
-            if await accounts.authenticate(session, key) is not None:
-                return key
+        if await key_queries.authenticate(deps.db.driver, key) is not None:
+            return key
     async with deps.db.write() as session:
         now = deps.clock.now()
         account = await accounts.create_account(session, DEMO_NAME, deps.settings.demo_credits, now)

@@ -72,16 +72,6 @@ async def revoke_key(session: AsyncSession, key_id: str, now: datetime) -> ApiKe
     return key
 
 
-async def authenticate(session: AsyncSession, secret: str) -> str | None:
-    """The account id for a live key, or ``None``. Malformed keys never reach the database."""
-    if not keys.well_formed(secret):
-        return None
-    stmt = select(ApiKey.account_id).where(
-        ApiKey.secret_hash == keys.hash_key(secret), ApiKey.revoked_at.is_(None)
-    )
-    return await session.scalar(stmt)
-
-
 async def ledger_entries(session: AsyncSession, account_id: str, limit: int = 50) -> list[LedgerEntry]:
     stmt = (
         select(LedgerEntry).where(LedgerEntry.account_id == account_id)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sfumato import ids
-from sfumato.db.driver import Driver, Row, SqliteDriver, Steps, sqlite_sql
+from sfumato.db.driver import Driver, Row, SqliteDriver, Steps, sqlite_sql, sqlite_value
 from sfumato.db.models import Task
 from sfumato.errors import InsufficientCredits, NotFound
 from sfumato.tasks.status import Status
@@ -60,6 +60,7 @@ INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, cr
 VALUES ($1, $2, 'reserve', $3, $4, $5)
 """)
 ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE id = $1"
+ACCOUNT_EXISTS_SQLITE = sqlite_sql(ACCOUNT_EXISTS)
 
 
 @dataclass(slots=True)
@@ -81,10 +82,6 @@ class TaskRow:
 
 AnyTask = Task | TaskRow
 """A task as the ORM loaded it or as the driver read it: ``TaskView`` shows either."""
-
-
-def sqlite_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _time(value: Any) -> datetime:
@@ -131,7 +128,7 @@ class NewTask:
 
 
 def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
-    now = sqlite_time(new.now)
+    now = sqlite_value(new.now)
     found = conn.execute(DEBIT_SQLITE, (new.account_id, new.price)).fetchone()
     if found is None:
         return None
@@ -152,7 +149,7 @@ async def create_task(driver: Driver, new: NewTask) -> TaskRow:
                                       json.dumps(new.params), new.request_id, new.now)
         balance = None if found is None else int(found["balance"])
     if balance is None:
-        if await driver.fetchrow(sqlite_sql(ACCOUNT_EXISTS) if driver.is_sqlite else ACCOUNT_EXISTS,
+        if await driver.fetchrow(ACCOUNT_EXISTS_SQLITE if driver.is_sqlite else ACCOUNT_EXISTS,
                                  new.account_id) is None:
             raise NotFound(f"No account {new.account_id}.")
         raise InsufficientCredits(f"This task costs {new.price} credits; the balance is lower.")
