@@ -115,17 +115,19 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await migrate.upgrade(deps.db)
         async with contextlib.AsyncExitStack() as stack:
-            if deps.settings.run_worker:
-                await stack.enter_async_context(running_worker(deps))
+            if deps.settings.run_worker:  # the doors that wait for their image hand it to this worker
+                app.state.worker = await stack.enter_async_context(running_worker(deps))
             if not deps.db.is_sqlite:
                 await stack.enter_async_context(listening_for_changes(deps))
             yield
+            app.state.worker = None
         await deps.providers.aclose()
         await deps.storage.aclose()
         await deps.db.dispose()
 
     app = build_api(lifespan)
     app.state.deps = deps
+    app.state.worker = None
     app.state.upload_limit = upload_body_limit(deps.settings)
     app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create, deps.settings.redis_url)
     app.state.key_cache = KeyCache(deps.settings.auth_cache_seconds, lambda: deps.clock.now().timestamp())

@@ -39,21 +39,25 @@ WITH debit AS (
     UPDATE accounts SET balance = balance - $3 WHERE id = $2 AND balance >= $3 RETURNING balance
 ), task AS (
     INSERT INTO tasks (id, account_id, model, prompt, params, reference_file_ids, request_id, status,
-                       reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at)
-    SELECT $1, $2, $4, $5, $6::jsonb, '[]'::jsonb, $7, 'queued', $3, 0, 0, false, $8, $8 FROM debit
+                       reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at,
+                       lease_token, lease_expires_at, started_at)
+    SELECT $1, $2, $4, $5, $6::jsonb, '[]'::jsonb, $7, $9, $3, 0, $10, false, $8, $8, $11, $12, $13 FROM debit
 ), entry AS (
     INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, created_at)
     SELECT $2, $1, 'reserve', -$3, balance, $8 FROM debit
 )
 SELECT balance, pg_notify('sfumato_task_queued', '') FROM debit
 """
+CREATE_RUNNING_PG = CREATE_PG.replace("pg_notify('sfumato_task_queued', '')", "pg_notify('sfumato_task_changed', $1)")
+"""A task created already running (``NewTask.lease``) is no work for other workers: no wake-up."""
 DEBIT_SQLITE = sqlite_sql("""
 UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2 RETURNING balance
 """)
 INSERT_TASK_SQLITE = sqlite_sql("""
 INSERT INTO tasks (id, account_id, model, prompt, params, reference_file_ids, request_id, status,
-                   reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at)
-VALUES ($1, $2, $4, $5, $6, '[]', $7, 'queued', $3, 0, 0, 0, $8, $8)
+                   reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at,
+                   lease_token, lease_expires_at, started_at)
+VALUES ($1, $2, $4, $5, $6, '[]', $7, $9, $3, 0, $10, 0, $8, $8, $11, $12, $13)
 """)
 RESERVE_SQLITE = sqlite_sql("""
 INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, created_at)
@@ -121,10 +125,23 @@ class NewTask:
     price: int
     request_id: str | None
     now: datetime
+    lease: tuple[str, datetime] | None = None
+    """``(token, expires_at)``: created already claimed (``running``, attempt 1) under this lease,
+    for a worker of this process that runs it at once (``Worker.run_now``); else ``queued``."""
+
+    @property
+    def status(self) -> Status:
+        return Status.QUEUED if self.lease is None else Status.RUNNING
 
     def row(self) -> TaskRow:
-        return TaskRow(self.id, self.account_id, self.model, Status.QUEUED.value, self.price, 0, self.now, self.now,
+        return TaskRow(self.id, self.account_id, self.model, self.status.value, self.price, 0, self.now, self.now,
                        None, None)
+
+    def state(self) -> tuple[str, int, str | None, datetime | None, datetime | None]:
+        """``status, attempts, lease_token, lease_expires_at, started_at`` as the row holds them."""
+        if self.lease is None:
+            return Status.QUEUED.value, 0, None, None, None
+        return Status.RUNNING.value, 1, self.lease[0], self.lease[1], self.now
 
 
 def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
@@ -134,19 +151,21 @@ def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
         return None
     balance = int(found[0])
     conn.execute(INSERT_TASK_SQLITE, (new.id, new.account_id, new.price, new.model, new.prompt,
-                                      json.dumps(new.params), new.request_id, now))
+                                      json.dumps(new.params), new.request_id, now,
+                                      *(sqlite_value(v) for v in new.state())))
     conn.execute(RESERVE_SQLITE, (new.account_id, new.id, -new.price, balance, now))
     return balance
 
 
 async def create_task(driver: Driver, new: NewTask) -> TaskRow:
-    """Reserve the price and queue the task, atomically; ``InsufficientCredits`` (or
+    """Reserve the price and queue the task (or start it, under ``new.lease``), atomically; ``InsufficientCredits`` (or
     ``NotFound`` for an account that does not exist) and nothing written if it cannot."""
     if isinstance(driver, SqliteDriver):
         balance = await driver.write(lambda conn: _create_sqlite(conn, new))
     else:
-        found = await driver.fetchrow(CREATE_PG, new.id, new.account_id, new.price, new.model, new.prompt,
-                                      json.dumps(new.params), new.request_id, new.now)
+        found = await driver.fetchrow(CREATE_PG if new.lease is None else CREATE_RUNNING_PG, new.id,
+                                      new.account_id, new.price, new.model, new.prompt, json.dumps(new.params),
+                                      new.request_id, new.now, *new.state())
         balance = None if found is None else int(found["balance"])
     if balance is None:
         if await driver.fetchrow(ACCOUNT_EXISTS_SQLITE if driver.is_sqlite else ACCOUNT_EXISTS,

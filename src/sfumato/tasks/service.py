@@ -27,6 +27,7 @@ from sfumato.files.urls import MediaSigner
 from sfumato.tasks import lifecycle, queries
 from sfumato.tasks.status import Status
 from sfumato.webhooks import service as webhooks
+from sfumato.worker.lease import Claim
 
 MAX_PAGE = pagination.MAX_PAGE
 
@@ -123,11 +124,28 @@ def is_plain(request: TaskRequest) -> bool:
     return request.client_request_id is None and not request.references and request.webhook_url is None
 
 
+def _new_task(account_id: str, request: TaskRequest, now: datetime,
+              lease: tuple[str, datetime] | None = None) -> queries.NewTask:
+    return queries.NewTask(
+        id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
+        params=request.stored_params(), price=request.price, request_id=logs.request_id.get() or None, now=now,
+        lease=lease)
+
+
 async def create_plain(driver: Driver, account_id: str, request: TaskRequest, now: datetime) -> queries.TaskRow:
     """``create_task`` for a plain request (:func:`is_plain`), through the driver."""
-    return await queries.create_task(driver, queries.NewTask(
-        id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
-        params=request.stored_params(), price=request.price, request_id=logs.request_id.get() or None, now=now))
+    return await queries.create_task(driver, _new_task(account_id, request, now))
+
+
+async def create_running(driver: Driver, account_id: str, request: TaskRequest, now: datetime,
+                         lease: tuple[str, datetime]) -> Claim:
+    """:func:`create_plain`, the task written already claimed under ``lease`` for a worker of
+    this process to run at once (``Worker.run_now``): the same reservation and ledger entry."""
+    new = _new_task(account_id, request, now, lease)
+    await queries.create_task(driver, new)
+    return Claim(task_id=new.id, account_id=account_id, model=new.model, prompt=new.prompt, params=new.params,
+                 reference_file_ids=[], reserved_credits=new.price, attempts=1, request_id=new.request_id,
+                 upstream_state=None, lease_token=lease[0])
 
 
 async def get_task(session: AsyncSession, account_id: str, task_id: str) -> Task:

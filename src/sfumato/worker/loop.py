@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from sfumato import logs
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener, notify
@@ -19,6 +22,7 @@ from sfumato.tasks import lifecycle
 from sfumato.tasks.status import Status
 from sfumato.webhooks.dispatcher import Dispatcher
 from sfumato.worker import lease
+from sfumato.worker.lease import Claim
 from sfumato.worker.recovery import maintain
 from sfumato.worker.runner import TaskRun
 
@@ -32,6 +36,8 @@ class Worker:
         self._runs: dict[str, TaskRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        self._promised = 0  # slots held for tasks being created to run at once (run_now)
+        self._stopping = False
         deps.signals.on_cancel(self._cancel_signal)
 
     def _cancel_signal(self, task_id: str) -> None:
@@ -45,18 +51,45 @@ class Worker:
 
     async def _claim_into_free_slots(self) -> tuple[int, int]:
         """``(claimed, free)``: fewer claimed than free slots means the queue was empty."""
-        free = self.deps.settings.worker_concurrency - len(self._runs)
+        free = self._free()
         if free <= 0:
             return 0, 0
         claims = await lease.claim_through(self.deps.db.driver, free, self.deps.clock.now(), self.deps.lease)
         if claims:
             self.deps.db.announce({c.task_id for c in claims})
         for claim in claims:
-            run = TaskRun(self.deps, claim)
-            self._runs[claim.task_id] = run
-            task = asyncio.create_task(self._execute(run), name=f"task:{claim.task_id}")
-            self._tasks.add(task)
+            self._start(claim)
         return len(claims), free
+
+    def _free(self) -> int:
+        return self.deps.settings.worker_concurrency - len(self._runs) - self._promised
+
+    def _start(self, claim: Claim) -> TaskRun:
+        run = TaskRun(self.deps, claim)
+        self._runs[claim.task_id] = run
+        task = asyncio.create_task(self._execute(run), name=f"task:{claim.task_id}")
+        self._tasks.add(task)
+        return run
+
+    async def run_now(self, create: Callable[[tuple[str, datetime]], Awaitable[Claim]]) -> TaskRun | None:
+        """Run a task that this process is creating in a free slot at once, past the queue (the
+        OpenAI-compatible door waits for its image anyway): ``create(lease)`` writes it already
+        claimed under ``lease`` (``(token, expires_at)``, attempt 1, in the create's own
+        transaction) and returns its claim. From then on it is a claimed task like any other:
+        heartbeat, finish, cancel, hand-back on stop, recovery when this process dies.
+
+        ``None``, having called nothing, when no slot is free or the worker is stopping: the
+        caller queues the task as usual. Whatever ``create`` raises (no credits) propagates."""
+        if self._stopping or self._free() <= 0:
+            return None
+        self._promised += 1
+        try:
+            claim = await create((secrets.token_hex(16), self.deps.clock.now() + self.deps.lease))
+        finally:
+            self._promised -= 1
+        if claim.task_id in self._runs:  # pragma: no cover - ids are fresh
+            raise RuntimeError(f"task {claim.task_id} is already running here")
+        return self._start(claim)
 
     async def _execute(self, run: TaskRun) -> None:
         logs.request_id.set(run.claim.request_id or "")  # this asyncio task's own context
@@ -70,6 +103,7 @@ class Worker:
             log.exception("worker slot crashed on %s; its lease will expire and it is retried", run.claim.task_id)
         finally:
             self._runs.pop(run.claim.task_id, None)
+            run.finished.set()
             current = asyncio.current_task()
             if current is not None:
                 self._tasks.discard(current)
@@ -133,6 +167,7 @@ class Worker:
                 if claimed == 0 or claimed < free:
                     await self._wait_for_work(stop)
         finally:
+            self._stopping = True
             await self._drain()
             for helper in (upkeep, listening, webhooks):
                 if helper is not None:

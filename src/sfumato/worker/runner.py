@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +62,18 @@ async def _references(deps: Deps, claim: Claim) -> tuple[Reference, ...]:
     return tuple(refs)
 
 
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How this run ended the task, as it wrote it: enough for a caller waiting on the run to
+    answer without reading the task or its files back (``images``: file id → the bytes stored)."""
+
+    status: Status
+    final_credits: int
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    images: dict[str, bytes] | None = None
+
+
 class TaskRun:
     """One claimed task in flight. ``stop(reason)`` ends its provider call early: ``"cancel"``
     (the client asked; the task ends canceled and refunded) or ``"lease_lost"`` (someone else
@@ -71,6 +84,10 @@ class TaskRun:
         self.claim = claim
         self.stop_reason: str | None = None
         self._work: asyncio.Task[Outputs] | None = None
+        self.ended: Ended | None = None
+        """Set when this run's finishing write won (succeeded or failed); ``None`` if the task was
+        canceled, ended elsewhere, or handed back: then only the database knows how it ended."""
+        self.finished = asyncio.Event()
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -78,15 +95,18 @@ class TaskRun:
         if self._work is not None:
             self._work.cancel()
 
-    async def _heartbeat(self) -> None:
-        """Renew the lease every third of its length. A renewal that fails (the database is
-        briefly away) is retried at the next beat; once the lease has surely run out, the task
-        may belong to another worker, so this run stops and writes nothing more."""
+    async def _heartbeat(self, *, first: bool = False) -> None:
+        """Renew the lease every third of its length (``first``: the first third has passed
+        already). A renewal that fails (the database is briefly away) is retried at the next
+        beat; once the lease has surely run out, the task may belong to another worker, so this
+        run stops and writes nothing more."""
         deps, claim = self.deps, self.claim
         loop = asyncio.get_running_loop()
-        renewed = loop.time()
+        renewed = loop.time() - (deps.settings.lease_seconds / 3 if first else 0)
         while True:
-            await asyncio.sleep(deps.settings.lease_seconds / 3)
+            if not first:
+                await asyncio.sleep(deps.settings.lease_seconds / 3)
+            first = False
             try:
                 async with deps.db.write() as session:
                     cancel = await lease.renew(session, claim.task_id, claim.lease_token, deps.clock.now(), deps.lease)
@@ -126,7 +146,11 @@ class TaskRun:
         self._work = asyncio.create_task(provider.run(job))
         if self.stop_reason is not None:
             self._work.cancel()
-        beat = asyncio.create_task(self._heartbeat())
+        # The heartbeat task starts at the first beat: most calls end before it (a task and its
+        # cancellation per call cost more than a timer).
+        beats: list[asyncio.Task[None]] = []
+        first = asyncio.get_running_loop().call_later(
+            deps.settings.lease_seconds / 3, lambda: beats.append(asyncio.create_task(self._heartbeat(first=True))))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(deps.settings.task_timeout_seconds):
@@ -136,9 +160,11 @@ class TaskRun:
             raise
         finally:
             metrics.PROVIDER_LATENCY.labels(provider.name, claim.model).observe(time.perf_counter() - started)
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            first.cancel()
+            for beat in beats:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
 
     async def execute(self) -> None:
         try:
@@ -168,9 +194,10 @@ class TaskRun:
         await self._succeed(outputs)
 
     async def _fail(self, code: str, message: str) -> None:
-        await self._end(Status.FAILED, lambda s: lifecycle.fail(
-            s, self.claim.task_id, code=code, message=message, now=self.deps.clock.now(),
-            lease_token=self.claim.lease_token))
+        if await self._end(Status.FAILED, lambda s: lifecycle.fail(
+                s, self.claim.task_id, code=code, message=message, now=self.deps.clock.now(),
+                lease_token=self.claim.lease_token)):
+            self.ended = Ended(Status.FAILED, 0, error={"code": code, "message": message})
 
     async def _commit(self, finish: Callable[[AsyncSession], Awaitable[bool]]) -> bool:
         """Run a finishing transaction on the ORM (see :meth:`_retried`)."""
@@ -233,6 +260,8 @@ class TaskRun:
         try:
             won = await self._retried(finish)
             metrics.task_ended(claim.model, Status.SUCCEEDED, claim.reserved_credits, claim.reserved_credits)
+            self.ended = Ended(Status.SUCCEEDED, claim.reserved_credits, result=result,
+                               images={f.id: image.data for f, image in zip(files, outputs.images, strict=True)})
         except queries.LeaseLost:
             log.info("task %s was ended elsewhere first; discarding its outputs", claim.task_id)
         finally:

@@ -133,7 +133,8 @@ async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[st
     stored = await json_images(deps, account_id, body["images"])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    return body, await run_tasks(deps, account_id, _asked(deps, body), references, wait=not body.get("stream"))
+    ran = await run_tasks(deps, account_id, _asked(deps, body), references, wait=not body.get("stream"))
+    return body, ran.tasks
 
 
 @router.post("", summary="Edit images (the image-edit API)", responses=_responses, openapi_extra={

@@ -6,6 +6,10 @@ Same engine, same ledger, same limits: each image is a task created through the 
 charged exactly as a task; this door only waits for the tasks to end (up to
 ``SFUMATO_MAX_PREFER_WAIT_SECONDS``) and answers in OpenAI's shape. ``n`` images are ``n``
 tasks, reserved together or not at all. Errors use OpenAI's envelope (``api/errors.py``).
+
+One image with a worker in this process and a slot free skips the queue: the task is created
+already claimed by that worker (``Worker.run_now``), which runs it like any claimed task, and
+the answer is made from the bytes the worker stored, with nothing read back.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +50,10 @@ from sfumato.files import uploads
 from sfumato.files.multipart import SpooledFile
 from sfumato.files.urls import file_id_from_url
 from sfumato.tasks import service, watch
-from sfumato.tasks.queries import AnyTask
+from sfumato.tasks.queries import AnyTask, TaskRow
 from sfumato.tasks.status import Status
+from sfumato.worker.loop import Worker
+from sfumato.worker.runner import TaskRun
 
 router = APIRouter(prefix="/v1/images", tags=["openai-compatible"])
 _responses: dict[int | str, dict[str, Any]] = {
@@ -116,14 +125,29 @@ async def json_images(deps: Deps, account_id: str, images: Any) -> list[StoredFi
     return found
 
 
+@dataclass(slots=True)
+class Ran:
+    tasks: list[AnyTask]
+    images: dict[str, bytes] = field(default_factory=dict)
+    """Output bytes this process already holds, by file id (those it need not read back)."""
+
+
 async def run_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequest,
-                    references: list[dict[str, Any]], *, wait: bool = True) -> list[AnyTask]:
-    """Create ``n`` tasks in one transaction and (unless ``wait`` is off) wait for them to end."""
+                    references: list[dict[str, Any]], *, wait: bool = True, worker: Worker | None = None) -> Ran:
+    """Create ``n`` tasks in one transaction and (unless ``wait`` is off) wait for them to end.
+    One plain image is handed to ``worker`` (this process's) at once when it has a slot free."""
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
     task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
                                          deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
     created: list[AnyTask]
     if asked.n == 1 and service.is_plain(task_request):
+        if wait and worker is not None:
+            now = deps.clock.now()
+            run = await worker.run_now(lambda lease: service.create_running(
+                deps.db.driver, account_id, task_request, now, lease))
+            if run is not None:
+                _count_created(asked, run.claim.reserved_credits, 1)
+                return await _waited(deps, run, now)
         created = [await service.create_plain(deps.db.driver, account_id, task_request, deps.clock.now())]
     else:
         async with deps.db.write() as session:
@@ -132,18 +156,36 @@ async def run_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequ
                                                   signer=deps.signer)).task for _ in range(asked.n)]
             await notify(session, TASK_QUEUED)
     deps.signals.task_queued()
-    metrics.TASKS_CREATED.labels(asked.model.id).inc(len(created))
-    metrics.CREDITS.labels("reserved").inc(sum(t.reserved_credits for t in created))
+    _count_created(asked, sum(t.reserved_credits for t in created), len(created))
     if not wait:
-        return created
+        return Ran(created)
     cap = deps.settings.max_prefer_wait_seconds
     if len(created) == 1:  # watched from here, at once: no loop turn for the worker to finish unseen
-        return [await watch.until_done(deps, account_id, created[0].id, cap, known=created[0])]
-    return list(await asyncio.gather(*(watch.until_done(deps, account_id, t.id, cap) for t in created)))
+        return Ran([await watch.until_done(deps, account_id, created[0].id, cap, known=created[0])])
+    return Ran(list(await asyncio.gather(*(watch.until_done(deps, account_id, t.id, cap) for t in created))))
 
 
-async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIRequest,
-                  ended: list[AnyTask]) -> JSONResponse:
+def _count_created(asked: openai_params.OpenAIRequest, reserved: int, count: int) -> None:
+    metrics.TASKS_CREATED.labels(asked.model.id).inc(count)
+    metrics.CREDITS.labels("reserved").inc(reserved)
+
+
+async def _waited(deps: Deps, run: TaskRun, created_at: datetime) -> Ran:
+    """The task ``run`` (started here) once it has ended, from what the run wrote; from the
+    database if it ended otherwise (canceled, or by another actor) or is still running at the cap."""
+    claim = run.claim
+    with contextlib.suppress(TimeoutError):  # the run is the worker's: waiting less never stops it
+        await asyncio.wait_for(run.finished.wait(), deps.settings.max_prefer_wait_seconds)
+    ended = run.ended
+    if ended is None:
+        return Ran([await watch.until_done(deps, claim.account_id, claim.task_id, 0)])
+    task = TaskRow(claim.task_id, claim.account_id, claim.model, ended.status.value, claim.reserved_credits,
+                   ended.final_credits, created_at, deps.clock.now(), ended.result, ended.error)
+    return Ran([task], ended.images or {})
+
+
+async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, ran: Ran) -> JSONResponse:
+    ended = ran.tasks
     done = [t for t in ended if t.status == Status.SUCCEEDED]
     if not done:
         unfinished = [t.id for t in ended if t.status in (Status.QUEUED, Status.RUNNING)]
@@ -163,7 +205,9 @@ async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIReque
             if asked.response_format == "url":
                 data.append({"url": media["url"]})
             else:
-                data.append({"b64_json": base64.b64encode(await _bytes(deps, entry["file_id"])).decode()})
+                held = ran.images.get(entry["file_id"])
+                image = held if held is not None else await _bytes(deps, entry["file_id"])
+                data.append({"b64_json": base64.b64encode(image).decode()})
     first = (done[0].result or {}).get("media", [{}])[0]
     return JSONResponse({
         "created": int(time.time()), "data": data, "output_format": asked.output_format,
@@ -185,7 +229,8 @@ async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     asked = openai_params.to_task(body, deps.catalog)
-    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, []))
+    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, [],
+                                                               worker=request.app.state.worker))
 
 
 @router.post("/edits", summary="Edit images (OpenAI-compatible; multipart or JSON)",
@@ -215,4 +260,5 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> J
             raise ValidationFailed(details=[FieldError("images", "At least one image is required.")])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, references))
+    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, references,
+                                                               worker=request.app.state.worker))
