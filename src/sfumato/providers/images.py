@@ -20,14 +20,18 @@ PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 MAX_PIXELS = 64_000_000
 
 
-def _decode(data: bytes) -> OutputImage:
+def _decode(data: bytes, *, pixel_limit: int = MAX_PIXELS) -> OutputImage | None:
+    """The image, fully decoded (a truncated or corrupt file fails here, not in a client's
+    browser); ``None``, undecoded, if it has more than ``pixel_limit`` pixels (≤ ``MAX_PIXELS``)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise UpstreamBadResponse("The upstream image is implausibly large.")
-                image.load()  # a truncated or corrupt file fails here, not in a client's browser
+                if image.width * image.height > pixel_limit:
+                    return None
+                image.load()
                 return OutputImage(data, MIME[str(image.format)], image.width, image.height)
     except UpstreamBadResponse:
         raise
@@ -35,9 +39,18 @@ def _decode(data: bytes) -> OutputImage:
         raise UpstreamBadResponse("The upstream returned bytes that are not a PNG, JPEG or WebP image.") from exc
 
 
+INLINE_PIXELS = 512 * 512
+"""Images up to this many pixels are decoded right on the event loop: well under a millisecond,
+less than the hop to a thread costs; the header (read first, cheaply) says how many there are.
+Larger ones, milliseconds of CPU, are decoded in a thread."""
+
+
 async def decode_image(data: bytes) -> OutputImage:
-    """Decode in a thread: a full decode of a large image is milliseconds of CPU."""
-    return await asyncio.to_thread(_decode, data)
+    image = _decode(data, pixel_limit=INLINE_PIXELS)
+    if image is None:
+        image = await asyncio.to_thread(_decode, data)
+    assert image is not None
+    return image
 
 
 def b64_bytes(value: object) -> bytes:
