@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from sfumato import __version__
 from sfumato.api import errors
 from sfumato.api.bodies import BodyCap
+from sfumato.api.hot_routes import HotRoutes
 from sfumato.api.middleware import NulInUrlMiddleware, RequestIdMiddleware
 from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
 from sfumato.api.surfaces import image_edit, openai_images
@@ -26,17 +27,18 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   redirect_slashes=False)
     errors.install(app)
+    app.add_middleware(HotRoutes)  # innermost of ours: every check below still sees these routes
     app.add_middleware(BodyCap)
     app.add_middleware(NulInUrlMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.route_methods = []
+    app.state.api_routes = []
     for module in (models, tasks, task_events, files, account, webhooks, openai_images, image_edit, pages, playground,
                    operations):
         app.include_router(module.router)
-        app.state.route_methods += [
-            (route.path_regex, route.methods) for route in module.router.routes if isinstance(route, APIRoute)
-        ]
+        app.state.api_routes += [route for route in module.router.routes if isinstance(route, APIRoute)]
+    app.state.route_methods = [(route.path_regex, route.methods) for route in app.state.api_routes]
 
     return app
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -62,15 +63,26 @@ class KeyCache:
 
 
 async def principal(
-    request: Request, deps: DepsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    if credentials is None:
+    """The dependency (``_bearer`` puts the scheme in the OpenAPI document); :func:`authenticate` does the work."""
+    return await _principal_of(request, credentials.credentials if credentials is not None else None)
+
+
+async def authenticate(request: Request) -> Principal:
+    """:func:`principal` without FastAPI's dependency machinery (``api/hot_routes.py``): the
+    bearer token read as ``HTTPBearer(auto_error=False)`` reads it, then the same checks."""
+    scheme, secret = get_authorization_scheme_param(request.headers.get("authorization"))
+    return await _principal_of(request, secret if scheme.lower() == "bearer" and secret else None)
+
+
+async def _principal_of(request: Request, secret: str | None) -> Principal:
+    if secret is None:
         raise Unauthorized("Send your API key as `Authorization: Bearer sk-…`.")
-    secret = credentials.credentials
     account_id = None
     if keys.well_formed(secret):  # a mistyped or made-up key costs no database round trip
         cache: KeyCache = request.app.state.key_cache
-        account_id = await cache.account_for(deps, secret)
+        account_id = await cache.account_for(request.app.state.deps, secret)
     if account_id is None:
         raise Unauthorized("The API key is not valid or has been revoked.", invalid_token=True)
     return Principal(account_id, keys.hash_key(secret))
@@ -115,6 +127,14 @@ class CreateRateLimit:
 
 
 async def create_rate_limit(request: Request, who: PrincipalDep) -> Principal:
+    limiter: CreateRateLimit = request.app.state.create_rate_limit
+    await limiter.check(who.key_hash)
+    return who
+
+
+async def authenticate_create(request: Request) -> Principal:
+    """:func:`create_rate_limit` without the dependency machinery."""
+    who = await authenticate(request)
     limiter: CreateRateLimit = request.app.state.create_rate_limit
     await limiter.check(who.key_hash)
     return who

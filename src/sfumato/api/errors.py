@@ -138,15 +138,28 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return envelope(request, 500, "internal_error", "Internal error; it has been logged.")
 
 
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(SfumatoError, _sfumato_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(HTTPException, _http_error)
+HANDLERS: dict[type[Exception], Any] = {
+    SfumatoError: _sfumato_error,
+    RequestValidationError: _request_validation,
+    HTTPException: _http_error,
     # A pooled connection that broke surfaces wrapped (DBAPIError); a fresh connection that
     # cannot be made surfaces as the driver's own error, which SQLAlchemy does not wrap.
-    for unavailable in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError,
-                        asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
-                        asyncpg.OperatorInterventionError):
-        app.add_exception_handler(unavailable, _database_down)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
-    app.add_exception_handler(Exception, _unexpected)
+    **dict.fromkeys((DBAPIError, PoolTimeout, ConnectionError, TimeoutError, asyncpg.PostgresConnectionError,
+                     asyncpg.CannotConnectNowError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError),
+                    _database_down),
+    ClientDisconnect: _client_gone,
+    Exception: _unexpected,
+}
+
+
+def install(app: FastAPI) -> None:
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+
+
+async def answer(request: Request, exc: Exception) -> JSONResponse:
+    """The answer :func:`install`'s handlers give ``exc``, found as Starlette finds one (the
+    nearest class in its MRO), for routes served outside FastAPI's stack (``api/hot_routes.py``)."""
+    handler = next(HANDLERS[kind] for kind in type(exc).__mro__ if kind in HANDLERS)
+    response: JSONResponse = await handler(request, exc)
+    return response
