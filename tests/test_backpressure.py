@@ -33,3 +33,23 @@ async def test_an_exhausted_pool_answers_server_busy_and_recovers(
         assert answer.json()["error"]["code"] == "server_busy" and answer.headers["retry-after"] == "1"
     assert after.status_code == 202, after.text
 
+
+
+async def test_a_released_driver_connection_is_not_reset_but_its_transaction_is_rolled_back(
+    make_deps: Callable[..., Any], backend: str
+) -> None:
+    """The driver's pool skips asyncpg's reset query (a round trip per release, for session
+    state the hot paths never make), while a transaction left open still never leaks."""
+    if backend == "sqlite":
+        pytest.skip("the reset query is asyncpg's; SQLite's driver keeps its connections")
+    deps = await make_deps(run_worker=False, database_pool_size=1)
+    driver = deps.db.driver
+    async with driver.connection() as conn:
+        assert conn.get_reset_query() == ""
+        backend_pid = conn.get_server_pid()
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMP TABLE left_open (x int)")  # never committed
+    async with driver.connection() as again:  # the pool's only connection, released above
+        assert again.get_server_pid() == backend_pid
+        assert not again.is_in_transaction()
+        assert await again.fetchval("SELECT to_regclass('pg_temp.left_open')") is None

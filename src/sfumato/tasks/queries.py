@@ -6,8 +6,10 @@
   its ``reserve`` ledger entry, atomically. On PostgreSQL that is **one** statement (a CTE
   whose parts see one snapshot and commit together) with the worker's ``NOTIFY`` in it, so the
   account row is locked for one statement, not a conversation; on SQLite one ``BEGIN
-  IMMEDIATE`` transaction run whole in one hop to the writer thread. Both debit with
-  ``WHERE balance >= price``, the same guard as ``billing.ledger``: no oversell.
+  IMMEDIATE`` transaction (on the loop; on the writer thread when the file is busy). Both debit with
+  ``WHERE balance >= price``, the same guard as ``billing.ledger``: no oversell. A task a worker
+  of this process will run at once (``Worker.run_now``) is written already claimed instead of
+  ``queued``: ``running``, attempt 1, its lease token and expiry, ``started_at``.
 
 Values cross the driver as the ORM writes them: on SQLite, datetimes as naive UTC text
 ``YYYY-MM-DD HH:MM:SS.ffffff`` and JSON as text; on PostgreSQL, aware datetimes and JSONB
