@@ -9,6 +9,8 @@
        bench/api_throughput.py.
   6    one `sfumato worker` draining 2,000 queued tasks on a 2 s sandbox (bench/slow_tasks.py)
        and create-to-start latency on an unloaded server (bench/start_latency.py).
+  7    creates of one account at c=64 on PostgreSQL against creates spread over 64 accounts
+       (bench/account_spread.py; PostgreSQL only).
 
 Everything listens on 127.0.0.1; PostgreSQL runs get a fresh database on the local server
 (SFUMATO_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres), dropped
@@ -26,7 +28,7 @@ SLOW_TASKS=200 START_TASKS=30, every variable below still wins):
   API_DURATION=$DURATION API_REPS=$REPS API_CONCS=16,64                        rows 4-5
   SLOW_TASKS=2000 SLOW_LATENCY_MS=2000 SLOW_CONCURRENCY=2000 SLOW_PROVIDERS=sandbox   row 6
   START_TASKS=300 START_GAP_MS=10                                              row 6, start latency
-  BACKENDS="sqlite postgres"   PARTS="peer api slow start"   (run a subset)
+  BACKENDS="sqlite postgres"   PARTS="peer api slow start spread"   (run a subset)
   BENCH_PEER_DIR (../shared/bench-peer)  OUT_DIR (/tmp/bench-run/hot-paths-<time>)  OUT_MD
   SUT_PORT (a free port)
 """
@@ -89,7 +91,7 @@ SLOW_PROVIDERS = (os.environ.get("SLOW_PROVIDERS") or "sandbox").split()
 START_TASKS = env_int("START_TASKS", 300, 30)
 START_GAP_MS = float(os.environ.get("START_GAP_MS") or 10)
 BACKENDS = (os.environ.get("BACKENDS") or "sqlite postgres").split()
-PARTS = (os.environ.get("PARTS") or "peer api slow start").split()
+PARTS = (os.environ.get("PARTS") or "peer api slow start spread").split()
 OUT_DIR = Path(os.environ.get("OUT_DIR") or f"/tmp/bench-run/hot-paths-{time.strftime('%Y%m%d-%H%M%S')}")
 OUT_MD = os.environ.get("OUT_MD")
 BACKEND_NAME = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -641,9 +643,28 @@ def problems_section(meta: dict[str, Any]) -> list[str]:
     return out
 
 
+def spread_section(spread: Any) -> list[str]:
+    """Goal 4: creates of one account at c=64 on PostgreSQL against creates spread over 64."""
+    if not spread:
+        return []
+    rows = spread["rows"]
+    out = [f"\n## 7. One account against {spread['accounts']} accounts: POST /api/v1/tasks on PostgreSQL, "
+           f"c={spread['concurrency']}\n", "| creates from | req/s | p50 ms | errors | server CPU ms/req |",
+           "|---|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        out.append(f"| {name} | {row['rps']:,.0f} | {row['p50']:.1f} | {row['errors']:.0f} | "
+                   f"{row['cpu_ms_per_req']:.3f} |")
+    one, many = rows["one account"]["rps"], rows[f"{spread['accounts']} accounts"]["rps"]
+    out.append(f"\nbench/account_spread.py: one account / {spread['accounts']} accounts = **{one / many:.2f}** "
+               f"(medians of {spread['reps']} alternating rounds of {spread['duration']} s; the requests take the "
+               "accounts' keys in turn).")
+    return out
+
+
 def report(started: float, meta: dict[str, Any]) -> str:
     out = [*header(started, meta), *gateway_sections(), *api_sections(RESULTS.get("api")),
-           *worker_sections(RESULTS.get("slow"), RESULTS.get("start")), *memory_section(), *problems_section(meta)]
+           *worker_sections(RESULTS.get("slow"), RESULTS.get("start")), *spread_section(RESULTS.get("spread")),
+           *memory_section(), *problems_section(meta)]
     for backend, run in RESULTS["peer"].items():
         out += [f"\n<details><summary>run_peer_baseline.sh's own report, sfumato on {BACKEND_NAME[backend]} "
                 f"(exit {run['rc']})</summary>\n", run["report"].replace("\n## ", "\n#### ").replace("# ", "### ", 1),
@@ -718,6 +739,9 @@ def run_parts() -> None:
     if "start" in PARTS:
         RESULTS["start"] = timed("start", lambda: script_run("start_latency", [
             "--tasks", str(START_TASKS), "--gap-ms", f"{START_GAP_MS:g}", "--backend", *BACKENDS]))
+    if "spread" in PARTS and "postgres" in BACKENDS:
+        RESULTS["spread"] = timed("spread", lambda: script_run("account_spread", [
+            "--accounts", "64", "--concurrency", "64", "--duration", str(API_DURATION), "--reps", str(API_REPS)]))
 
 
 def preflight() -> None:
