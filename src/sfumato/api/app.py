@@ -14,7 +14,7 @@ from sfumato.api.bodies import BodyCap
 from sfumato.api.hot_routes import HotRoutes
 from sfumato.api.middleware import NulInUrlMiddleware, RequestIdMiddleware
 from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
-from sfumato.api.surfaces import image_edit, openai_images
+from sfumato.api.surfaces import image_edit, openai_images, openai_models
 from sfumato.metrics import HttpMetricsMiddleware
 from sfumato.web import pages, playground
 
@@ -34,8 +34,8 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app.add_middleware(RequestIdMiddleware)
     app.state.route_methods = []
     app.state.api_routes = []
-    for module in (models, tasks, task_events, files, account, webhooks, openai_images, image_edit, pages, playground,
-                   operations):
+    for module in (models, tasks, task_events, files, account, webhooks, openai_images, openai_models, image_edit,
+                   pages, playground, operations):
         app.include_router(module.router)
         app.state.api_routes += [route for route in module.router.routes if isinstance(route, APIRoute)]
     app.state.route_methods = [(route.path_regex, route.methods) for route in app.state.api_routes]

@@ -206,6 +206,9 @@ def _openai_branch(spec: ModelSpec, names: list[str], limit: int, *, form: bool,
         "response_format": {"enum": ["b64_json", "url", *([""] if form else FALSY)],
                             "description": "b64_json (the default; an empty value means it too) or url."},
         "background": {"enum": [*unset, "auto", "opaque"], "description": "Transparent backgrounds are not made."},
+        "stream": {"enum": ["true", "false"]} if form else {"type": "boolean"},
+        "partial_images": {"type": "string", "pattern": "^[0-3]$"} if form else {"anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": 3}, {"type": "string", "pattern": "^[0-3]$"}]},
         **{key: ({"type": "string"} if form else {}) | {"description": "Accepted and ignored."} for key in ignored},
     }
     required = ["prompt"] if optional_model else ["model", "prompt"]

@@ -35,7 +35,7 @@ from sfumato.api.request_schemas import DEFAULT_PROMPT_CAP, image_edit_body
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
 from sfumato.api.schemas import ImageEditEnvelope
-from sfumato.api.surfaces.openai_images import json_images, run_tasks
+from sfumato.api.surfaces.openai_images import json_images, start_tasks
 from sfumato.api.surfaces.openai_params import OpenAIRequest
 from sfumato.clock import iso_ms
 from sfumato.deps import Deps
@@ -133,8 +133,8 @@ async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[st
     stored = await json_images(deps, account_id, body["images"])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    ran = await run_tasks(deps, account_id, _asked(deps, body), references, wait=not body.get("stream"))
-    return body, ran.tasks
+    started = await start_tasks(deps, account_id, _asked(deps, body), references)
+    return body, started.tasks if body.get("stream") else (await started.ended()).tasks
 
 
 @router.post("", summary="Edit images (the image-edit API)", responses=_responses, openapi_extra={

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -28,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from sfumato import metrics
 from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_unstorable
 from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
+from sfumato.api.errors import openai_error
 from sfumato.api.request_schemas import BUILTIN_CATALOG, DEFAULT_PROMPT_CAP, openai_bodies
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
@@ -58,6 +60,12 @@ from sfumato.worker.runner import TaskRun
 router = APIRouter(prefix="/v1/images", tags=["openai-compatible"])
 _responses: dict[int | str, dict[str, Any]] = {
     code: {"model": OpenAIErrorEnvelope} for code in (400, 401, 402, 409, 413, 429, 502, 503, 504)}
+_responses[200] = {"description": "The images; with `stream: true`, OpenAI's image event stream (`: keep-alive` "
+                   "comments while it is made).",
+                   "content": {"text/event-stream": {"schema": {  # one event, as SSE tools read it
+                       "type": "object", "required": ["event", "data"], "properties": {
+                           "event": {"enum": ["image_generation.completed", "image_edit.completed", "error"]},
+                           "data": {"type": "string", "contentMediaType": "application/json"}}}}}}
 MAX_IMAGES = 16
 FAILED_STATUS = {"content_policy_violation": 400, "upstream_invalid_request": 400, "timeout": 504,
                  "upstream_timeout": 504}
@@ -132,22 +140,46 @@ class Ran:
     """Output bytes this process already holds, by file id (those it need not read back)."""
 
 
-async def run_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequest,
-                    references: list[dict[str, Any]], *, wait: bool = True, worker: Worker | None = None) -> Ran:
-    """Create ``n`` tasks in one transaction and (unless ``wait`` is off) wait for them to end.
-    One plain image is handed to ``worker`` (this process's) at once when it has a slot free."""
+@dataclass(slots=True)
+class Started:
+    """Tasks created for one request: waited for with :meth:`ended`."""
+
+    deps: Deps
+    account_id: str
+    tasks: list[AnyTask]
+    run: TaskRun | None = None
+    """The run of the one task handed straight to this process's worker, if it was."""
+    created_at: datetime | None = None
+
+    async def ended(self) -> Ran:
+        deps, cap = self.deps, self.deps.settings.max_prefer_wait_seconds
+        if self.run is not None and self.created_at is not None:
+            return await _waited(deps, self.run, self.created_at)
+        if len(self.tasks) == 1:  # watched from here, at once: no loop turn for the worker to finish unseen
+            return Ran([await watch.until_done(deps, self.account_id, self.tasks[0].id, cap, known=self.tasks[0])])
+        return Ran(list(await asyncio.gather(*(watch.until_done(deps, self.account_id, t.id, cap)
+                                               for t in self.tasks))))
+
+
+async def start_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequest,
+                      references: list[dict[str, Any]], *, worker: Worker | None = None) -> Started:
+    """Create ``n`` tasks in one transaction (reserved together or not at all). One plain image
+    is handed to ``worker`` (this process's) at once when it has a slot free."""
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
     task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
                                          deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
     created: list[AnyTask]
     if asked.n == 1 and service.is_plain(task_request):
-        if wait and worker is not None:
+        if worker is not None:
             now = deps.clock.now()
             run = await worker.run_now(lambda lease: service.create_running(
                 deps.db.driver, account_id, task_request, now, lease))
             if run is not None:
                 _count_created(asked, run.claim.reserved_credits, 1)
-                return await _waited(deps, run, now)
+                claim = run.claim
+                row = TaskRow(claim.task_id, account_id, claim.model, Status.RUNNING.value, claim.reserved_credits,
+                              0, now, now, None, None)
+                return Started(deps, account_id, [row], run, now)
         created = [await service.create_plain(deps.db.driver, account_id, task_request, deps.clock.now())]
     else:
         async with deps.db.write() as session:
@@ -157,12 +189,44 @@ async def run_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequ
             await notify(session, TASK_QUEUED)
     deps.signals.task_queued()
     _count_created(asked, sum(t.reserved_credits for t in created), len(created))
-    if not wait:
-        return Ran(created)
-    cap = deps.settings.max_prefer_wait_seconds
-    if len(created) == 1:  # watched from here, at once: no loop turn for the worker to finish unseen
-        return Ran([await watch.until_done(deps, account_id, created[0].id, cap, known=created[0])])
-    return Ran(list(await asyncio.gather(*(watch.until_done(deps, account_id, t.id, cap) for t in created))))
+    return Started(deps, account_id, created)
+
+
+KEEPALIVE_SECONDS = 15.0
+"""A comment line this often while the image is made, so that proxies keep the stream open."""
+NO_USAGE = {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0,
+            "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}}
+"""OpenAI's usage block: sfumato charges credits, not tokens (the ledger has the charge)."""
+
+
+def streamed(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, started: Started,
+             kind: str) -> StreamingResponse:
+    """OpenAI's image event stream (``stream: true``): a ``{kind}.completed`` event per image
+    with its bytes, or one ``error`` event (a failed task is refunded as always). The tasks were
+    created (and charged) before the stream began, so every refusal before that is a plain
+    HTTP error. No ``partial_image`` events yet: no adapter reads an upstream's stream."""
+    async def events() -> AsyncIterator[str]:
+        waiting = asyncio.ensure_future(started.ended())
+        try:
+            while not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
+                yield ": keep-alive\n\n"
+            try:
+                answer = await _answer_body(deps, request, asked, waiting.result(), b64=True)
+            except SfumatoError as exc:
+                error = {"type": "error", **openai_error(exc.status, exc.code, exc.message, exc.details)}
+                yield f"event: error\ndata: {json.dumps(error, separators=(',', ':'))}\n\n"
+                return
+            for item in answer["data"]:
+                event = {"type": f"{kind}.completed", "b64_json": item["b64_json"], "created_at": answer["created"],
+                         "size": answer["size"], "quality": answer["quality"],
+                         "background": answer["background"], "output_format": answer["output_format"],
+                         "usage": NO_USAGE}
+                yield f"event: {kind}.completed\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+        finally:
+            waiting.cancel()  # the client left: stop waiting (the task itself runs on and is charged as usual)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _count_created(asked: openai_params.OpenAIRequest, reserved: int, count: int) -> None:
@@ -185,6 +249,12 @@ async def _waited(deps: Deps, run: TaskRun, created_at: datetime) -> Ran:
 
 
 async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, ran: Ran) -> JSONResponse:
+    return JSONResponse(await _answer_body(deps, request, asked, ran))
+
+
+async def _answer_body(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, ran: Ran, *,
+                       b64: bool = False) -> dict[str, Any]:
+    """The answer's body; ``b64``: images inline whatever ``response_format`` asked (the stream's)."""
     ended = ran.tasks
     done = [t for t in ended if t.status == Status.SUCCEEDED]
     if not done:
@@ -202,18 +272,18 @@ async def _answer(deps: Deps, request: Request, asked: openai_params.OpenAIReque
     for task in done:
         kept = (task.result or {}).get("media", [])
         for entry, media in zip(kept, shape.task(task)["result"]["media"], strict=True):
-            if asked.response_format == "url":
+            if asked.response_format == "url" and not b64:
                 data.append({"url": media["url"]})
             else:
                 held = ran.images.get(entry["file_id"])
                 image = held if held is not None else await _bytes(deps, entry["file_id"])
                 data.append({"b64_json": base64.b64encode(image).decode()})
     first = (done[0].result or {}).get("media", [{}])[0]
-    return JSONResponse({
+    return {
         "created": int(time.time()), "data": data, "output_format": asked.output_format,
         "size": asked.size or f"{first.get('width')}x{first.get('height')}",
         "quality": asked.params.get("quality", "auto"), "background": "opaque",
-    })
+    }
 
 
 async def _bytes(deps: Deps, file_id: str) -> bytes:
@@ -224,20 +294,22 @@ async def _bytes(deps: Deps, file_id: str) -> bytes:
              responses=_responses, openapi_extra={"requestBody": openai_bodies(
                  BUILTIN_CATALOG, openai_params.MODEL_ALIASES, DEFAULT_PROMPT_CAP, default_model="gpt-image-1.5",
                  ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=False)})
-async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
+async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     asked = openai_params.to_task(body, deps.catalog)
-    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, [],
-                                                               worker=request.app.state.worker))
+    started = await start_tasks(deps, who.account_id, asked, [], worker=request.app.state.worker)
+    if asked.stream:
+        return streamed(deps, request, asked, started, "image_generation")
+    return await _answer(deps, request, asked, await started.ended())
 
 
 @router.post("/edits", summary="Edit images (OpenAI-compatible; multipart or JSON)",
              response_model=OpenAIImagesResponse, responses=_responses, openapi_extra={"requestBody": openai_bodies(
                  BUILTIN_CATALOG, openai_params.MODEL_ALIASES, DEFAULT_PROMPT_CAP, default_model="gpt-image-1.5",
                  ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=True)})
-async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
+async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Response:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         refuse_declared_oversize(request)
         async with request.form(max_files=MAX_IMAGES + 1, max_fields=32) as form:
@@ -260,5 +332,7 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> J
             raise ValidationFailed(details=[FieldError("images", "At least one image is required.")])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    return await _answer(deps, request, asked, await run_tasks(deps, who.account_id, asked, references,
-                                                               worker=request.app.state.worker))
+    started = await start_tasks(deps, who.account_id, asked, references, worker=request.app.state.worker)
+    if asked.stream:
+        return streamed(deps, request, asked, started, "image_edit")
+    return await _answer(deps, request, asked, await started.ended())

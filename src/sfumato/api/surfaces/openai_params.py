@@ -18,10 +18,11 @@ from sfumato.errors import FieldError, ValidationFailed
 MODEL_ALIASES = {"gpt-image-1.5": "gpt-image-1-5"}
 """OpenAI's own model names for catalog models (OpenAI SDK users send these)."""
 MAX_N = 10
-IGNORED = ("user", "moderation", "stream", "partial_images", "style", "input_fidelity", "output_compression")
+IGNORED = ("user", "moderation", "style", "input_fidelity", "output_compression")
 """Accepted and ignored: they change nothing about the image a catalog model makes here."""
-KNOWN = ("model", "prompt", "n", "size", "quality", "output_format", "response_format", "background",
-         *IGNORED)
+KNOWN = ("model", "prompt", "n", "size", "quality", "output_format", "response_format", "background", "stream",
+         "partial_images", *IGNORED)
+MAX_PARTIAL_IMAGES = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class OpenAIRequest:
     """``b64_json`` or ``url``."""
     size: str | None
     output_format: str
+    stream: bool = False
+    """Answer as OpenAI's image event stream (``text/event-stream``) instead of one JSON body."""
+    partial_images: int = 0
 
 
 def _bad(param: str, message: str) -> ValidationFailed:
@@ -103,8 +107,22 @@ def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
         raise _bad("response_format", "response_format must be b64_json or url.")
     if body.get("background") not in (None, "auto", "opaque"):
         raise _bad("background", "Only opaque backgrounds are made here.")
+    stream = _flag(body.get("stream", False), "stream")
+    partial = body.get("partial_images", 0)
+    partial = int(partial) if isinstance(partial, int | str) and re.fullmatch(r"[0-9]", str(partial)) else -1
+    if not 0 <= partial <= MAX_PARTIAL_IMAGES:
+        raise _bad("partial_images", f"partial_images must be 0 to {MAX_PARTIAL_IMAGES}.")
     params: dict[str, str] = {}
     size = _size(spec, body.get("size"), params)
     _select(spec, "quality", body.get("quality"), params, "quality")
     output_format = _output_format(spec, body.get("output_format"), params)
-    return OpenAIRequest(spec, prompt, params, n, response_format, size, output_format)
+    return OpenAIRequest(spec, prompt, params, n, response_format, size, output_format, stream, partial)
+
+
+def _flag(raw: Any, param: str) -> bool:
+    """A JSON boolean, or ``true``/``false`` as a multipart form field carries it."""
+    if isinstance(raw, bool):
+        return raw
+    if raw in ("true", "false"):  # as the SDKs send it in a form
+        return bool(raw == "true")
+    raise _bad(param, f"{param} must be true or false.")
