@@ -142,3 +142,25 @@ async def test_a_stopping_worker_takes_nothing_at_once(make_deps: Callable[..., 
         raise AssertionError("created while stopping")
 
     assert await worker.run_now(never) is None
+
+
+async def test_a_stopping_worker_lets_a_maintenance_round_finish(
+        make_deps: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping does not cancel maintenance mid-round (mid-transaction): it ends by itself."""
+    from sfumato.worker import loop
+
+    deps: Deps = await make_deps(run_worker=False)
+    began, finished = asyncio.Event(), []
+
+    async def slow_round(_: Deps) -> None:
+        began.set()
+        await asyncio.sleep(0.3)
+        finished.append(True)
+
+    monkeypatch.setattr(loop, "maintain", slow_round)
+    stop = asyncio.Event()
+    running = asyncio.create_task(Worker(deps).run(stop))
+    await began.wait()
+    stop.set()
+    await running
+    assert finished == [True]

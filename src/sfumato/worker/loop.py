@@ -27,6 +27,8 @@ from sfumato.worker.recovery import maintain
 from sfumato.worker.runner import TaskRun
 
 log = logging.getLogger("sfumato.worker")
+HELPER_GRACE_SECONDS = 5.0
+"""How long a stopping worker lets its maintenance, webhook and listener rounds finish."""
 
 
 class Worker:
@@ -169,11 +171,15 @@ class Worker:
         finally:
             self._stopping = True
             await self._drain()
-            for helper in (upkeep, listening, webhooks):
-                if helper is not None:
+            # Each helper ends by itself once ``stop`` is set, after the round it is in; cancelling
+            # one mid-transaction rolls that back and logs the connection it interrupted.
+            helpers = [helper for helper in (upkeep, listening, webhooks) if helper is not None]
+            _, late = await asyncio.wait(helpers, timeout=HELPER_GRACE_SECONDS)
+            for helper in helpers:
+                if helper in late:
                     helper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await helper
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
             await dispatcher.aclose()
 
     async def _drain(self) -> None:
