@@ -16,13 +16,26 @@ class GenerateError(Exception):
     pass
 
 
-def _target(output: Path | None, task_id: str, index: int, count: int, mime: str) -> Path:
+_KNOWN_SUFFIXES = {f".{ext}" for ext in EXTENSIONS.values()} | {".jpeg"}
+
+
+def _target(output: Path | None, task_id: str, index: int, count: int, mime: str) -> tuple[Path, str | None]:
+    """Where to save image ``index`` of ``count``, and a note when the name had to change: a
+    suffix naming another format is corrected (a JPEG is never saved as ``.png``), a missing one
+    added. An unknown suffix is kept as the user wrote it."""
     ext = EXTENSIONS.get(mime, "bin")
     if output is None:
-        return Path(f"{task_id}-{index}.{ext}" if count > 1 else f"{task_id}.{ext}")
-    if count == 1:
-        return output
-    return output.with_name(f"{output.stem}-{index}{output.suffix or '.' + ext}")
+        return Path(f"{task_id}-{index}.{ext}" if count > 1 else f"{task_id}.{ext}"), None
+    asked = output.suffix.lower()
+    path = output if count == 1 else output.with_name(f"{output.stem}-{index}{output.suffix}")
+    if asked == f".{ext}" or (asked == ".jpeg" and ext == "jpg"):
+        return path, None
+    if not asked:
+        return path.with_name(f"{path.name}.{ext}"), None
+    if asked in _KNOWN_SUFFIXES:
+        fixed = path.with_suffix(f".{ext}")
+        return fixed, f"saved as {fixed}: the image is {mime}, not {asked.lstrip('.')}"
+    return path, None
 
 
 def _run(client: Client, model: str, prompt: str, params: dict[str, str], output: Path | None,
@@ -36,7 +49,9 @@ def _run(client: Client, model: str, prompt: str, params: dict[str, str], output
     media = task.result.media
     saved = []
     for index, item in enumerate(media):
-        path = _target(output, task.id, index, len(media), item.mimeType)
+        path, note = _target(output, task.id, index, len(media), item.mimeType)
+        if note:
+            console.print(f"[yellow]{note}[/yellow]")
         client.download(item, path)
         saved.append(path)
     note = " (sandbox)" if task.result.sandbox else ""
