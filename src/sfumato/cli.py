@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 
 from sfumato import __version__, logs
 from sfumato.accounts import service as accounts
@@ -142,6 +142,12 @@ def migrate_command() -> None:
     _with_deps(noop)
 
 
+def _id_column(header: str, values: list[str]) -> Column:
+    """A column of identifiers, never cut or wrapped however narrow the terminal (or pipe) is:
+    an id is copied into the next command; the other columns wrap instead."""
+    return Column(header, no_wrap=True, min_width=max([len(header), *map(len, values)]))
+
+
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """List the models in the catalog."""
@@ -149,7 +155,7 @@ def models(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json([spec.model_dump(mode="json", exclude_none=True) for spec in catalog])
         return
-    table = Table("id", "name", "credits", "inputs", "prompt limit", "params", "references")
+    table = Table(_id_column("id", catalog.ids), "name", "credits", "inputs", "prompt limit", "params", "references")
     for spec in catalog:
         params = ", ".join(f"{p.key}={p.default or ''}" for p in spec.params)
         refs = f"{spec.references.max_files} image(s)" if spec.references else "none"
@@ -185,7 +191,8 @@ def providers(
     if as_json:
         _print_json(rows)
         return
-    table = Table("model", "route", "upstream model", "timeout", "live", "health")
+    table = Table(_id_column("model", [r["model"] for r in rows]), _id_column("route", [r["route"] for r in rows]),
+                  "upstream model", "timeout", "live", "health")
     for row, status in zip(rows, registry.statuses(), strict=True):
         live = "[green]yes[/green]" if status.live else f"[yellow]no: set {status.missing}[/yellow]"
         seen = health.get((status.model_id, status.route.key))
