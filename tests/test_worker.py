@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -14,6 +16,7 @@ from sfumato.db.models import LedgerEntry, StoredFile, Task
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
 from sfumato.worker import lease
+from sfumato.worker.loop import Worker
 from sfumato.worker.recovery import recover_expired_leases
 from sfumato.worker.runner import TaskRun
 from tests.conftest import new_customer, serve
@@ -298,3 +301,12 @@ async def test_a_cancel_racing_a_requeue_still_cancels(make_deps, monkeypatch) -
     assert raced and task.status == "canceled"
     books = await audit(deps, who.account_id)
     assert (books.balance, books.kinds) == (10, Counter(grant=1, reserve=1, release=1))
+
+
+async def test_a_worker_says_when_it_stops(make_deps: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    deps = await make_deps(run_worker=False)
+    stop = asyncio.Event()
+    stop.set()
+    with caplog.at_level("INFO", logger="sfumato.worker"):
+        await Worker(deps).run(stop)
+    assert "worker stopped" in caplog.messages

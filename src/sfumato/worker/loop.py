@@ -170,6 +170,9 @@ class Worker:
                     await self._wait_for_work(stop)
         finally:
             self._stopping = True
+            if self._tasks:
+                log.info("worker stopping: %d running task(s) get %g s to finish", len(self._tasks),
+                         self.shutdown_grace)
             await self._drain()
             # Each helper ends by itself once ``stop`` is set, after the round it is in; cancelling
             # one mid-transaction rolls that back and logs the connection it interrupted.
@@ -181,6 +184,7 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
             await dispatcher.aclose()
+            log.info("worker stopped")
 
     async def _drain(self) -> None:
         if not self._tasks:
