@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -26,8 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from api_throughput import BODY, make_database, psql, server
-from harness import cpu_seconds, free_port
+from api_throughput import BODY, make_database, psql, server, wrk
+from harness import free_port
 
 
 def _script(keys: list[str]) -> str:
@@ -45,22 +44,9 @@ end
 
 
 def drive(url: str, keys: list[str], connections: int, duration: int, pid: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_script(keys))
-    cpu0 = cpu_seconds(pid)
-    try:
-        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency",
-                              "-s", script.name, url], capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(script.name)
-    cpu1 = cpu_seconds(pid)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    p50, unit = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out).groups()
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": float(p50) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit],
-            "errors": float(errors.group(1)) if errors else 0.0,
-            "cpu_ms_per_req": (cpu1 - cpu0) * 1000 / requests if requests else float("nan")}
+    run = wrk(url, connections, duration, {}, None, pid, lua=_script(keys))
+    return {"rps": run["rps"], "p50": run["p50"], "errors": run["non2xx"] + run["socket_errors"],
+            "cpu_ms_per_req": run["cpu_ms_per_req"]}
 
 
 def main() -> None:

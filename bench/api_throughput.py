@@ -70,8 +70,11 @@ def server(args: list[str], env: dict[str, str], health: str, log: Path | None =
 
 
 def wrk(url: str, connections: int, duration: int, headers: dict[str, str], body: str | None,
-        pid: int | None = None) -> dict[str, float]:
+        pid: int | None = None, lua: str | None = None) -> dict[str, float]:
+    """One wrk run: a POST of ``body`` (GET if ``None``) with ``headers``, or the ``lua`` script."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        if lua is not None:
+            script.write(lua)
         if body is not None:
             script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body)}\n")
         for key, value in headers.items():

@@ -52,8 +52,8 @@ class KeyCache:
             TTLCache(maxsize=100_000, ttl=seconds, timer=timer) if seconds > 0 else None
         )
 
-    async def account_for(self, deps: Deps, secret: str) -> str | None:
-        digest = keys.hash_key(secret)
+    async def account_for(self, deps: Deps, secret: str, digest: str) -> str | None:
+        """The account of ``secret`` (whose ``keys.hash_key`` is ``digest``), or ``None``."""
         if self._cache is not None and (hit := self._cache.get(digest)) is not None:
             return hit
         account_id = await key_queries.authenticate(deps.db.driver, secret)
@@ -79,13 +79,13 @@ async def authenticate(request: Request) -> Principal:
 async def _principal_of(request: Request, secret: str | None) -> Principal:
     if secret is None:
         raise Unauthorized("Send your API key as `Authorization: Bearer sk-…`.")
-    account_id = None
+    account_id, digest = None, keys.hash_key(secret)
     if keys.well_formed(secret):  # a mistyped or made-up key costs no database round trip
         cache: KeyCache = request.app.state.key_cache
-        account_id = await cache.account_for(request.app.state.deps, secret)
+        account_id = await cache.account_for(request.app.state.deps, secret, digest)
     if account_id is None:
         raise Unauthorized("The API key is not valid or has been revoked.", invalid_token=True)
-    return Principal(account_id, keys.hash_key(secret))
+    return Principal(account_id, digest)
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

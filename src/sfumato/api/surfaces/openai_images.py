@@ -149,12 +149,11 @@ class Started:
     tasks: list[AnyTask]
     run: TaskRun | None = None
     """The run of the one task handed straight to this process's worker, if it was."""
-    created_at: datetime | None = None
 
     async def ended(self) -> Ran:
         deps, cap = self.deps, self.deps.settings.max_prefer_wait_seconds
-        if self.run is not None and self.created_at is not None:
-            return await _waited(deps, self.run, self.created_at)
+        if self.run is not None:
+            return await _waited(deps, self.run, self.tasks[0].created_at)
         if len(self.tasks) == 1:  # watched from here, at once: no loop turn for the worker to finish unseen
             return Ran([await watch.until_done(deps, self.account_id, self.tasks[0].id, cap, known=self.tasks[0])])
         return Ran(list(await asyncio.gather(*(watch.until_done(deps, self.account_id, t.id, cap)
@@ -179,7 +178,7 @@ async def start_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRe
                 claim = run.claim
                 row = TaskRow(claim.task_id, account_id, claim.model, Status.RUNNING.value, claim.reserved_credits,
                               0, now, now, None, None)
-                return Started(deps, account_id, [row], run, now)
+                return Started(deps, account_id, [row], run)
         created = [await service.create_plain(deps.db.driver, account_id, task_request, deps.clock.now())]
     else:
         async with deps.db.write() as session:
