@@ -249,6 +249,40 @@ def test_validation_errors_appear_beside_their_fields(page: Page, shots: Path) -
     expect(page.locator("#param-seed")).not_to_have_attribute("aria-invalid", "true")
 
 
+def test_the_status_bar_reports_a_later_refusal(page: Page) -> None:
+    page.get_by_label("Model").select_option("google-imagen4")
+    page.get_by_label("Prompt", exact=True).fill("A lighthouse")
+    generate(page)
+    status = page.locator("#notice")
+    expect(status).to_have_text("google-imagen4: succeeded.")
+    page.locator("#param-seed").fill("not-a-number")
+    page.locator("#generate").click()
+    expect(page.locator("[id='err-params.seed']")).to_contain_text("integer")
+    # the bar tells the newest outcome, not the earlier task's
+    expect(status).to_contain_text("Not created: The request is not valid.")
+    expect(status).not_to_contain_text("succeeded")
+
+
+def generate_button_is_uncovered(page: Page) -> bool:
+    """Whether the element at the Generate button's centre is the button (nothing drawn over it)."""
+    return bool(page.evaluate("""() => {
+      const button = document.getElementById("generate");
+      const box = button.getBoundingClientRect();
+      return button.contains(document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2));
+    }"""))
+
+
+def test_nothing_covers_the_generate_button_at_1280_by_900(page: Page) -> None:
+    assert page.viewport_size == {"width": 1280, "height": 900}
+    page.get_by_label("Model").select_option("grok-imagine")  # the longest form: the button is below the fold
+    page.get_by_label("Prompt", exact=True).fill("A red fox in snow")
+    generate(page)
+    expect(page.locator("#notice")).not_to_be_empty()  # the status bar has something to say
+    for block in ("end", "center", "start"):  # scrolled just far enough to see it, and further
+        page.locator("#generate").evaluate(f"button => button.scrollIntoView({{block: '{block}'}})")
+        assert generate_button_is_uncovered(page), block
+
+
 def test_an_output_is_reused_as_a_reference(page: Page) -> None:
     page.get_by_label("Model").select_option("grok-imagine")
     page.get_by_label("Prompt", exact=True).fill("A red fox in snow")

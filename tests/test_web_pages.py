@@ -4,12 +4,16 @@ seed pages, in English and Thai, escaped; and the playground's shell and its sta
 from __future__ import annotations
 
 import html
+import io
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from sfumato.catalog import load_catalog
 from tests.conftest import serve
@@ -37,14 +41,14 @@ async def test_each_model_page_has_the_seed_pages_facts(client: httpx.AsyncClien
     assert (f"{spec.prompt_max_chars} characters" if spec.prompt_max_chars else "no prompt limit documented") in text
     assert ("required for reference mode" if spec.files_api == "required_for_reference" else "not required") in text
     for key in ("model", "prompt", "params", "client_request_id"):  # the request contract
-        assert f"<td><code>{key}</code></td>" in text
+        assert f'<td data-label="Key"><code>{key}</code></td>' in text
     for param in spec.params:
         assert f"<code>{param.key}</code>" in text and param.label["en"] in text
         for option in param.options or ():
             assert f"<code>{option}</code>" in text
     if spec.references is not None:
         assert f"<dt>Maximum files</dt><dd>{spec.references.max_files}</dd>" in text
-        assert "10 MB</td><td>image/jpeg, image/png, image/webp</td>" in text
+        assert '10 MB</td><td data-label="MIME types">image/jpeg, image/png, image/webp</td>' in text
         assert '"referenceMediaItems": [' in text and "Upload policy" in text
     else:
         assert "takes no reference files" in text and '"referenceMediaItems": [' not in text
@@ -127,7 +131,63 @@ async def test_playground_assets_are_served_by_name_only(client: httpx.AsyncClie
     for path in static.iterdir():
         answer = await client.get(f"/playground/assets/{path.name}")
         assert answer.status_code == 200 and answer.content == path.read_bytes()
-        expected = {".js": "text/javascript", ".css": "text/css"}[path.suffix]
+        expected = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                    ".ico": "image/x-icon"}[path.suffix]
         assert answer.headers["content-type"].split(";")[0] == expected
     for bad in ("nope.js", "..%2Fpages.py", "%2e%2e%2fpages.py", "playground.html"):
         assert (await client.get(f"/playground/assets/{bad}")).status_code == 404
+
+
+# The English summary's words, and what their Thai translation must say.
+SUMMARY_TERMS = {"text-to-image": "สร้างภาพจากข้อความ", "editing": "แก้ไขภาพ", "multi-image": "หลายภาพ",
+                 "single-image": "หนึ่งภาพ", "negative prompt": "พรอมต์เชิงลบ", "seed": "seed"}
+
+
+@pytest.mark.parametrize("model_id", CATALOG.ids)
+def test_the_thai_summary_translates_the_english_one(model_id: str) -> None:
+    spec = CATALOG.get(model_id)
+    assert spec is not None
+    english, thai = spec.summary["en"], spec.summary["th"]
+    named = re.fullmatch(r"(\S+)'s (.+?) for .*", english)  # "Google's Imagen 4 for ..."
+    assert named is not None
+    vendor, product = named.groups()
+    assert vendor in thai and product in thai  # "Imagen 4 ของ Google สำหรับ..."
+    for term, translated in SUMMARY_TERMS.items():
+        assert (translated in thai) == (term in english), (term, thai)
+    assert "Public API" not in thai and "model id" not in thai  # not the old boilerplate
+
+
+async def test_the_site_icon_is_served(client: httpx.AsyncClient) -> None:
+    ico = await client.get("/favicon.ico")
+    assert ico.status_code == 200 and ico.headers["content-type"] == "image/x-icon"
+    with Image.open(io.BytesIO(ico.content)) as icon:
+        assert icon.format == "ICO" and {(16, 16), (32, 32)} <= icon.info["sizes"]
+    svg = await client.get("/favicon.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+    assert ET.fromstring(svg.content).tag == "{http://www.w3.org/2000/svg}svg"
+    for path in ("/models", "/th/models/qwen-image", "/playground", "/docs", "/redoc"):
+        page = (await client.get(path)).text
+        assert '<link rel="icon" href="/favicon.svg" type="image/svg+xml">' in page, path
+        assert '<link rel="icon" href="/favicon.ico"' in page, path
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+async def test_the_api_reference_pages_load_only_this_servers_assets(client: httpx.AsyncClient, path: str) -> None:
+    first, second = await client.get(path), await client.get(path)
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/html")
+    urls = re.findall(r'(?:src|href)="([^"]+)"', first.text)
+    assert urls and all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+    assert "cdn." not in first.text and "fonts.googleapis" not in first.text
+    policy = first.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self';" in policy and "connect-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    nonce = re.search(r"'nonce-([^']+)'", policy)
+    assert nonce is not None and nonce.group(1) not in second.headers["content-security-policy"]  # per response
+    assert "<script>" not in first.text  # no inline script: every script is a file from this server
+    for url in urls:
+        if url.startswith("/docs/assets/"):
+            asset = await client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 100, url
+            assert asset.headers["content-type"].split(";")[0] in ("text/javascript", "text/css")
+    for bad in ("nope.js", "..%2Fcore.py", "__init__.py"):
+        assert (await client.get(f"/docs/assets/{bad}")).status_code == 404

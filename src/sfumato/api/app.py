@@ -16,7 +16,7 @@ from sfumato.api.middleware import NulInUrlMiddleware, RequestIdMiddleware
 from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
 from sfumato.api.surfaces import image_edit, openai_images, openai_models
 from sfumato.metrics import HttpMetricsMiddleware
-from sfumato.web import pages, playground
+from sfumato.web import pages, playground, reference
 
 DESCRIPTION = """One HTTP API over many image models. Create a task (model id, prompt, params),
 get `queued` and a credit reservation back at once, poll until it `succeeded` or `failed`."""
@@ -24,8 +24,9 @@ get `queued` and a credit reservation back at once, poll until it `succeeded` or
 
 def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
     # No slash redirects: Starlette builds their Location from the request's Host header.
+    # /docs and /redoc are web/reference.py's (assets from the package, not a CDN).
     app = FastAPI(title="sfumato", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  redirect_slashes=False)
+                  redirect_slashes=False, docs_url=None, redoc_url=None)
     errors.install(app)
     app.add_middleware(HotRoutes)  # innermost of ours: every check below still sees these routes
     app.add_middleware(BodyCap)
@@ -35,7 +36,7 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app.state.route_methods = []
     app.state.api_routes = []
     for module in (models, tasks, task_events, files, account, webhooks, openai_images, openai_models, image_edit,
-                   pages, playground, operations):
+                   pages, playground, reference, operations):
         app.include_router(module.router)
         app.state.api_routes += [route for route in module.router.routes if isinstance(route, APIRoute)]
     app.state.route_methods = [(route.path_regex, route.methods) for route in app.state.api_routes]

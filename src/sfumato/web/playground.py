@@ -1,4 +1,5 @@
-"""``/playground``: a page for trying the models in a browser, and its static files.
+"""``/playground``: a page for trying the models in a browser, and its static files; and the
+site's icon (``/favicon.svg``, and ``/favicon.ico`` for the browsers and tools that ask for it).
 
 The page is a shell; the JavaScript modules in ``static/`` build the form from
 ``GET /api/v1/models`` and talk to the same public API as any client, with the key the user
@@ -18,7 +19,7 @@ from sfumato.web.pages import templates
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).with_name("static")
-MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
 # Only files that ship in static/ are served, looked up by name: no path is ever joined from input.
 ASSETS = {path.name: path for path in STATIC.iterdir() if path.suffix in MEDIA_TYPES}
 SECURITY_HEADERS = {
@@ -45,3 +46,13 @@ async def asset(name: str) -> FileResponse:
         raise NotFound(f"No playground asset {name[:100]!r}.")
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
                         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/favicon.ico")
+async def favicon_ico() -> FileResponse:
+    return await asset("favicon.ico")
+
+
+@router.get("/favicon.svg")
+async def favicon_svg() -> FileResponse:
+    return await asset("favicon.svg")

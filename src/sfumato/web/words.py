@@ -38,6 +38,7 @@ WORDS: dict[str, dict[str, str]] = {
         "finished_response": "A finished task", "errors": "Common errors", "other_errors": "Other errors",
         "upstream": "Upstream", "http": "HTTP", "when": "When", "try_it": "Try it in the playground",
         "other_lang": "ภาษาไทย", "not_found": "No such model.", "known_models": "Known models:",
+        "api_reference": "API reference",
     },
     "th": {
         "models": "โมเดล", "model_page": "หน้า API ของโมเดล", "model_id": "ID โมเดล API", "inputs": "Input",
@@ -68,6 +69,7 @@ WORDS: dict[str, dict[str, str]] = {
         "finished_response": "งานที่เสร็จแล้ว", "errors": "error ทั่วไป", "other_errors": "error อื่น ๆ",
         "upstream": "Upstream", "http": "HTTP", "when": "เมื่อ", "try_it": "ลองใน playground",
         "other_lang": "English", "not_found": "ไม่พบโมเดลนี้", "known_models": "โมเดลที่มี:",
+        "api_reference": "เอกสารอ้างอิง API",
     },
 }
 

@@ -16,6 +16,13 @@ function notice(message) {
   byId("notice").textContent = message;
 }
 
+// What the status bar says when the server refuses a task: the newest outcome replaces an older one.
+function refused(error) {
+  const fields = error.details.length;
+  const where = fields ? ` See the ${fields === 1 ? "marked field" : `${fields} marked fields`}.` : "";
+  return `Not created: ${error.message}${where}`;
+}
+
 function requestId() {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return `playground-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
@@ -173,17 +180,20 @@ async function submit(event) {
   } catch (error) {
     if (!(error instanceof ApiError)) {
       byId("err-form").textContent = "Could not reach the server. Sending again is safe: it will not make a second task.";
+      notice("Not created: the server could not be reached.");
       return;
     }
     state.pending = null;
     if (error.status === 401) byId("key-status").textContent = "This server does not accept that key.";
     if (error.retryAfter) error.message += ` Try again in ${error.retryAfter} s.`;
+    notice(refused(error));
     return showErrors(form, error);
   } finally {
     state.creating = false;
     updateButton();
   }
   requests.remember(task.id, body);
+  notice(`${task.model}: ${task.status}.`);
   refreshAccount();
   track(task);
   // On a phone the results are below the form: bring the progress into view.
