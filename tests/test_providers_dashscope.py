@@ -1,15 +1,25 @@
-"""DashScope adapter against its loopback fake: async header, sizes, polling, resume, cancel, faults."""
+"""DashScope adapter against its loopback fake: async header, sizes, polling, resume, cancel,
+faults, and the region setting that picks the host."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from typer.testing import CliRunner
 
+from sfumato.cli import app
 from sfumato.providers.base import Outputs
 from sfumato.providers.dashscope import SIZE
+from sfumato.providers.factory import build_registry, build_routed, default_bases
+from sfumato.providers.http import MAX_JSON_BYTES, Answer, UpstreamHttp
+from sfumato.providers.routes import RoutesFile
+from sfumato.providers.sandbox import SandboxProvider
+from sfumato.settings import Settings
 from tests.upstreams.dashscope import FakeDashScope
 from tests.upstreams.harness import Sleeps, make_job, route, routed, size_of
 from tests.upstreams.matrix import FAULT_MATRIX, Expect, check, outcome
@@ -100,3 +110,73 @@ async def test_fault_matrix(fake: FakeDashScope, expect: Expect) -> None:
     async with routed((ds_route(fake, timeout_seconds=0.5), KEY), sleep=sleeps) as provider:
         result = await outcome(provider, make_job("qwen-image"))
     check(expect, result, sleeps)
+
+
+class AlibabaOnLoopback(UpstreamHttp):
+    """Sends requests for Alibaba's hosts to the fake instead (DNS and TLS are the edge of the
+    world here), keeping the host the adapter chose in ``Host``."""
+
+    def __init__(self, fake_url: str):
+        super().__init__()
+        self.fake_url = fake_url
+
+    async def request(self, method: str, url: str, *, time_limit: float, max_bytes: int = MAX_JSON_BYTES,
+                      **kwargs: Any) -> Answer:
+        parts = urlsplit(url)
+        assert parts.scheme == "https" and parts.netloc.endswith(".aliyuncs.com"), url
+        headers = {**kwargs.pop("headers", {}), "Host": parts.netloc}
+        return await super().request(method, f"{self.fake_url}{parts.path}?{parts.query}", time_limit=time_limit,
+                                     max_bytes=max_bytes, headers=headers, **kwargs)
+
+
+@pytest.mark.parametrize(("region", "host"), [("singapore", "dashscope-intl.aliyuncs.com"),
+                                              ("beijing", "dashscope.aliyuncs.com")])
+async def test_the_region_setting_picks_the_host_the_task_is_sent_to(region: str, host: str) -> None:
+    routes = RoutesFile.model_validate({"models": {"qwen-image": [
+        {"provider": "dashscope", "upstream_model": "qwen-image", "credentials_env": "DASHSCOPE_API_KEY",
+         "poll_seconds": 0.01}]}})
+    async with FakeDashScope(KEY, files_url="https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com") as fake:
+        http = AlibabaOnLoopback(fake.url)
+        registry = build_routed(routes, http, {"DASHSCOPE_API_KEY": KEY}, SandboxProvider((0, 0), 0.0),
+                                default_bases(Settings(dashscope_region=region)))
+        try:
+            outputs = await registry.for_model("qwen-image").run(make_job("qwen-image"))
+        finally:
+            await http.aclose()
+    assert fake.hosts == [host] and len(outputs.images) == 1 and fake.violations == []
+    [status] = registry.statuses("qwen-image")
+    assert (status.host, status.region, status.where) == (host, region, f"{host} ({region})")
+
+
+def test_sfumato_providers_names_the_dashscope_region_and_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    for name in ("SFUMATO_ROUTES_FILE", "SFUMATO_SANDBOX_ONLY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SFUMATO_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("SFUMATO_DASHSCOPE_REGION", "beijing")
+    result = CliRunner().invoke(app, ["providers", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = [r for r in json.loads(result.output) if r["provider"] == "dashscope"]
+    assert (row["host"], row["region"]) == ("dashscope.aliyuncs.com", "beijing")
+    table = CliRunner().invoke(app, ["providers"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "dashscope.aliyuncs.com (beijing)" in table.output
+
+
+def test_a_region_sfumato_does_not_know_stops_the_settings() -> None:
+    with pytest.raises(ValueError, match="singapore"):
+        Settings(dashscope_region="mars")
+
+
+def test_the_default_region_is_singapore_and_a_routes_base_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SFUMATO_DASHSCOPE_REGION", raising=False)
+    assert Settings().dashscope_region == "singapore"
+    [status] = build_registry(Settings(dashscope_region="beijing"), env={"DASHSCOPE_API_KEY": "k"}).statuses(
+        "qwen-image")[1:]
+    assert status.host == "dashscope.aliyuncs.com"
+    routes = RoutesFile.model_validate({"models": {"qwen-image": [
+        {"provider": "dashscope", "upstream_model": "qwen-image", "credentials_env": "K",
+         "base_url": "https://ws-1.eu-central-1.maas.aliyuncs.com/api/v1"}]}})
+    [custom] = build_routed(routes, UpstreamHttp(), {"K": "k"}, SandboxProvider((0, 0), 0.0),
+                            default_bases(Settings(dashscope_region="beijing"))).statuses()
+    assert (custom.host, custom.region) == ("ws-1.eu-central-1.maas.aliyuncs.com", None)

@@ -76,6 +76,15 @@ async def test_qwen_edit_goes_to_the_edit_app_with_one_data_url(fake: FakeFal) -
     assert fake.violations == []
 
 
+async def test_qwen_edit_without_a_chosen_size_lets_the_output_follow_the_input(fake: FakeFal) -> None:
+    async with routed((fal_route(fake), KEY)) as provider:  # image_size: the catalog's default square_hd
+        outputs = await provider.run(make_job("qwen-image", refs=(reference(width=320, height=180),)))
+    [queued] = fake.queue.values()
+    assert queued.model == "fal-ai/qwen-image-edit" and "image_size" not in queued.body
+    assert (outputs.images[0].width, outputs.images[0].height) == (320, 180)
+    assert fake.violations == []
+
+
 @pytest.mark.parametrize("aspect_ratio", ["1:1", "16:9", "9:16", "3:4", "4:3"])
 async def test_imagen4_on_fal_maps_ratio_and_seed_and_drops_negative_prompt(fake: FakeFal, aspect_ratio: str) -> None:
     params = {"aspect_ratio": aspect_ratio, "seed": "42", "negative_prompt": "blur"}
@@ -86,6 +95,7 @@ async def test_imagen4_on_fal_maps_ratio_and_seed_and_drops_negative_prompt(fake
                            "aspect_ratio": aspect_ratio, "seed": 42}
     expected = CATALOG.get("google-imagen4").output.sizes[aspect_ratio]  # type: ignore[union-attr]
     assert (outputs.images[0].width, outputs.images[0].height) == expected
+    assert outputs.info["notes"] == ["negative_prompt was not sent: fal's imagen4 app takes no negative_prompt."]
     assert fake.violations == []
 
 

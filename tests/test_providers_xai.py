@@ -27,7 +27,7 @@ def xai_route(fake: FakeXai, **options: object):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("aspect_ratio", ["1:1", "2:3", "3:2", "16:9", "9:16"])
 @pytest.mark.parametrize("response_format", ["b64_json", "url"])
-async def test_generation_decodes_b64_with_a_data_prefix_or_downloads_the_url(
+async def test_generation_decodes_b64_or_downloads_the_url(
     fake: FakeXai, aspect_ratio: str, response_format: str
 ) -> None:
     async with routed((xai_route(fake, response_format=response_format), KEY)) as provider:
@@ -40,6 +40,12 @@ async def test_generation_decodes_b64_with_a_data_prefix_or_downloads_the_url(
     assert sent == {"model": "grok-imagine-image", "prompt": "a red fox in fresh snow", "n": 1,
                     "aspect_ratio": aspect_ratio, "response_format": response_format}
     assert "url" not in str(outputs.info) and fake.violations == []
+
+
+async def test_b64_with_the_older_data_prefix_is_decoded_too() -> None:
+    async with FakeXai(KEY, data_prefix=True) as fake, routed((xai_route(fake), KEY)) as provider:
+        outputs = await provider.run(make_job("grok-imagine"))
+    assert (outputs.images[0].width, outputs.images[0].height) == (1024, 1024) and fake.violations == []
 
 
 async def test_enable_pro_switches_text_to_image_to_the_quality_model(fake: FakeXai) -> None:
@@ -67,6 +73,15 @@ async def test_the_edit_path_sends_one_data_url_and_ignores_enable_pro(fake: Fak
     assert "images" not in sent and "size" not in sent
     assert (outputs.images[0].width, outputs.images[0].height) == (1248, 832)
     assert fake.violations == []
+
+
+async def test_an_edit_without_a_chosen_ratio_lets_the_output_follow_the_input(fake: FakeXai) -> None:
+    async with routed((xai_route(fake), KEY)) as provider:  # aspect_ratio: the catalog's default 1:1
+        outputs = await provider.run(make_job("grok-imagine", refs=(reference(width=320, height=180),)))
+    [sent] = fake.requests
+    assert "aspect_ratio" not in sent and fake.violations == []
+    [image] = outputs.images
+    assert abs(image.width / image.height - 16 / 9) < 0.02  # the input's 16:9, not a square
 
 
 async def test_a_withheld_image_is_a_content_policy_violation(fake: FakeXai) -> None:

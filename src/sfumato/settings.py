@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     """How many times a task may be claimed (crash recoveries included) before it fails."""
     maintenance_interval_seconds: float = Field(default=5.0, gt=0)
+    """How often each worker recovers expired leases and ends queued tasks past their deadline."""
+
+    # Queue: fairness, priority, deadlines
+    account_concurrency: int | None = Field(default=None, ge=1)
+    """Most tasks of one account running at once across all workers; the rest wait queued (never
+    refused). Unset: no cap. Accounts with queued work take turns either way."""
+    low_priority_ageing: int = Field(default=100, ge=0)
+    """How many turns of the queue (tasks started, across accounts) a ``priority: "low"`` task is
+    placed behind the normal ones: it waits while its account's normal tasks are ahead, and
+    reaches the front once that many turns have passed, so low tasks never starve."""
+    cancel_after_min_seconds: float = Field(default=5.0, gt=0)
+    """Shortest deadline ``Cancel-After`` may set on create."""
+    cancel_after_max_seconds: float = Field(default=86400.0, gt=0)
+    """Longest deadline ``Cancel-After`` may set on create."""
     orphan_grace_seconds: float = Field(default=3600.0, ge=60)
     """Stored bytes no file row names are removed once this old; also how often they are looked for."""
 
@@ -89,6 +103,10 @@ class Settings(BaseSettings):
     each model goes upstream once its provider's key variable is set (docs/providers.md)."""
     sandbox_only: bool = False
     """Run every model on the sandbox whatever provider keys the environment holds."""
+    dashscope_region: Literal["singapore", "beijing"] = "singapore"
+    """Where DashScope routes without a ``base_url`` go: ``singapore`` (dashscope-intl.aliyuncs.com)
+    or ``beijing`` (dashscope.aliyuncs.com, the dashscope SDK's default). A key works only in the
+    region that issued it."""
 
     max_prefer_wait_seconds: int = Field(default=60, ge=0, le=600)
     """Longest wait ``Prefer: wait=N`` (on POST /api/v1/tasks) or a synchronous door may hold a

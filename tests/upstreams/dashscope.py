@@ -1,4 +1,7 @@
-"""Fake DashScope async image synthesis (shared/upstreams.md §5): create, poll, cancel, OSS files."""
+"""Fake DashScope async image synthesis (shared/upstreams.md §5): create, poll, cancel, OSS files.
+
+``hosts`` records the ``Host`` of each create (a test routing Alibaba's hostnames to loopback
+checks the region's host); ``files_url`` is where result URLs point (default: the fake itself)."""
 
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class FakeDashScope(FakeServer):
-    def __init__(self, key: str = "sk-dashscope", polls_needed: int = 2) -> None:
-        self.key, self.polls_needed = key, polls_needed
+    def __init__(self, key: str = "sk-dashscope", polls_needed: int = 2, files_url: str = "") -> None:
+        self.key, self.polls_needed, self.files_url = key, polls_needed, files_url
+        self.hosts: list[str] = []
         self.never_finish = False
         self.tasks: dict[str, SynthesisTask] = {}
         self.files: dict[str, bytes] = {}
@@ -53,6 +57,7 @@ class FakeDashScope(FakeServer):
         if request.headers.get("x-dashscope-async") != "enable":
             return error(403, "AccessDenied", self.refuse("current user api does not support synchronous calls"))
         body: dict[str, Any] = await request.json()
+        self.hosts.append(request.headers.get("host", ""))
         problem = self.check(body)
         if problem:
             return error(400, "InvalidParameter", self.refuse(problem))
@@ -92,8 +97,8 @@ class FakeDashScope(FakeServer):
             width, height = (int(s) for s in task.body["parameters"].get("size", "1328*1328").split("*"))
             name = f"{uuid.uuid4().hex}.png"
             self.files[name] = image_bytes(width, height, "png")
-            output.update(task_status="SUCCEEDED", results=[{"url": f"{self.url}/files/{name}?Expires=1",
-                                                             "orig_prompt": task.body["input"]["prompt"]}],
+            url = f"{self.files_url or self.url}/files/{name}?Expires=1"
+            output.update(task_status="SUCCEEDED", results=[{"url": url, "orig_prompt": task.body["input"]["prompt"]}],
                           task_metrics={"TOTAL": 1, "SUCCEEDED": 1, "FAILED": 0})
         return JSONResponse({"request_id": uuid.uuid4().hex, "output": output, "usage": {"image_count": 1}})
 

@@ -1,12 +1,16 @@
 """Fake fal.ai queue (shared/upstreams.md §4): submit, status (202 until done, 200 when
-COMPLETED), result, cancel, and the CDN serving output files. Model schemas are checked."""
+COMPLETED), result, cancel, and the CDN serving output files. Model schemas are checked. The edit
+app without ``image_size`` answers the input image's size (it has no default)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,6 +38,12 @@ class QueuedRequest:
     polls: int = 0
     canceled: bool = False
     files: list[str] = field(default_factory=list)
+
+
+def input_size(data_url: str) -> tuple[int, int]:
+    _, _, data = data_url.partition("base64,")
+    with Image.open(io.BytesIO(base64.b64decode(data))) as source:
+        return source.size
 
 
 def detail(status: int, message: Any) -> JSONResponse:
@@ -106,7 +116,9 @@ class FakeFal(FakeServer):
         if queued.polls < self.polls_needed or self.never_finish:
             return detail(400, "Request is still in progress")
         body, unsafe = queued.body, "nsfw" in queued.body["prompt"]
-        if "image_size" in body or queued.model != "fal-ai/imagen4/preview":
+        if queued.model == "fal-ai/qwen-image-edit" and "image_size" not in body:
+            width, height = input_size(body["image_url"])
+        elif "image_size" in body or queued.model != "fal-ai/imagen4/preview":
             width, height = PRESETS[body.get("image_size", "landscape_4_3")]
         else:
             width, height = IMAGEN[body.get("aspect_ratio", "1:1")]

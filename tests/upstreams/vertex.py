@@ -1,4 +1,11 @@
-"""Fake Vertex AI / Gemini API Imagen ``:predict`` (shared/upstreams.md §3)."""
+"""Fake Vertex AI / Gemini API Imagen ``:predict`` (shared/upstreams.md §3).
+
+Vertex paths are served under ``v1`` (the REST docs) and ``v1beta1`` (google-genai's default).
+A request whose ``Host`` names a Vertex AI host (a test routing Google's hostnames to loopback)
+must name a location that host serves, as Google checks: ``global`` and express mode on
+``aiplatform.googleapis.com``, ``us``/``eu`` on ``aiplatform.{loc}.rep.googleapis.com``, a region
+on ``{loc}-aiplatform.googleapis.com``.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,20 @@ PARAMETERS = {"sampleCount", "aspectRatio", "personGeneration", "sampleImageSize
               "seed", "enhancePrompt", "negativePrompt", "safetySetting", "includeRaiReason",
               "includeSafetyAttributes", "language", "storageUri", "guidanceScale"}
 VERTEX_ONLY = {"negativePrompt", "seed", "addWatermark", "enhancePrompt", "storageUri"}
+VERSIONS = ("v1", "v1beta1")
+GLOBAL_HOST = "aiplatform.googleapis.com"
+
+
+def host_location(host: str) -> str | None:
+    """The location a Vertex AI host serves, or ``None`` for a host that is not Google's."""
+    name = host.split(":")[0]
+    if name == GLOBAL_HOST:
+        return "global"
+    if name.startswith("aiplatform.") and name.endswith(".rep.googleapis.com"):
+        return name.removeprefix("aiplatform.").removesuffix(".rep.googleapis.com")
+    if name.endswith("-" + GLOBAL_HOST):
+        return name.removesuffix("-" + GLOBAL_HOST)
+    return None
 
 
 def error(status: int, message: str, state: str = "INVALID_ARGUMENT") -> JSONResponse:
@@ -27,6 +48,7 @@ def error(status: int, message: str, state: str = "INVALID_ARGUMENT") -> JSONRes
 class FakeVertex(FakeServer):
     def __init__(self, api_key: str = "vertex-key", token: str = "ya29.token", project: str = "proj") -> None:
         self.api_key, self.token, self.project = api_key, token, project
+        self.models = set(MODELS)
         self.requests: list[dict[str, Any]] = []
         super().__init__()
 
@@ -42,11 +64,18 @@ class FakeVertex(FakeServer):
             return error(404, self.refuse(f"unknown method {verb}"), "NOT_FOUND")
         if parts[:2] == ["v1beta", "models"] and headers.get("x-goog-api-key") == self.api_key:
             return parts[2], "gemini"
-        if parts[:4] == ["v1", "publishers", "google", "models"] and headers.get("x-goog-api-key") == self.api_key:
+        served = host_location(headers.get("host", ""))
+        if (parts[0] in VERSIONS and parts[1:4] == ["publishers", "google", "models"]
+                and headers.get("x-goog-api-key") == self.api_key):
+            if served not in (None, "global"):
+                return error(400, self.refuse(f"Express mode is served on {GLOBAL_HOST}, not {served}"))
             return parts[4], "vertex"
-        if (parts[:2] == ["v1", "projects"] and parts[2] == self.project and parts[3] == "locations"
+        if (parts[0] in VERSIONS and parts[1] == "projects" and parts[2] == self.project and parts[3] == "locations"
                 and parts[5:8] == ["publishers", "google", "models"]
                 and headers.get("authorization") == f"Bearer {self.token}"):
+            if served is not None and served != parts[4]:
+                return error(400, self.refuse(f"The provided location ID doesn't match the endpoint. "
+                                              f"The valid location ID is `{served}`."))
             return parts[8], "vertex"
         return error(401, self.refuse(f"Request had invalid authentication credentials ({path})"), "UNAUTHENTICATED")
 
@@ -56,7 +85,8 @@ class FakeVertex(FakeServer):
             return target
         model, api = target
         body: dict[str, Any] = await request.json()
-        self.requests.append({"model": model, "api": api, **body})
+        self.requests.append({"model": model, "api": api, "host": request.headers.get("host", ""),
+                              "path": request.url.path, **body})
         problem = self.check(model, api, body)
         if problem:
             return error(400, self.refuse(problem))
@@ -70,7 +100,7 @@ class FakeVertex(FakeServer):
                                               "prompt": "enhanced: " + body["instances"][0]["prompt"]}]})
 
     def check(self, model: str, api: str, body: dict[str, Any]) -> str | None:
-        if model not in MODELS:
+        if model not in self.models:
             return f"Publisher model {model} not found"
         instances, params = body.get("instances"), body.get("parameters", {})
         if not isinstance(instances, list) or len(instances) != 1 or not instances[0].get("prompt"):

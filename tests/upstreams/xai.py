@@ -1,11 +1,19 @@
-"""Fake xAI image API (shared/upstreams.md §2): JSON generations and edits, flat error shape."""
+"""Fake xAI image API (shared/upstreams.md §2): JSON generations and edits, flat error shape.
+
+``b64_json`` is plain base64 with a ``mime_type`` beside it, as xAI's API reference documents
+(``data_prefix=True`` answers the ``data:…;base64,`` form older guides showed). An edit without
+``aspect_ratio`` follows the input image's shape, at about a megapixel.
+"""
 
 from __future__ import annotations
 
 import base64
+import io
+import math
 import uuid
 from typing import Any
 
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,8 +33,8 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 class FakeXai(FakeServer):
-    def __init__(self, key: str = "xai-test") -> None:
-        self.key = key
+    def __init__(self, key: str = "xai-test", *, data_prefix: bool = False) -> None:
+        self.key, self.data_prefix = key, data_prefix
         self.requests: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
         super().__init__()
@@ -76,16 +84,26 @@ class FakeXai(FakeServer):
     def answer(self, request: Request, body: dict[str, Any]) -> JSONResponse:
         if "forbidden" in body["prompt"]:
             return JSONResponse({"data": [{"url": "", "respect_moderation": False}], "usage": {}})
-        width, height = PIXELS.get(body.get("aspect_ratio", "1:1"), (1024, 1024))
+        width, height = self.size(body)
         data = image_bytes(width, height, "jpeg")
         if body.get("response_format", "url") == "b64_json":
-            item = {"b64_json": "data:image/jpeg;base64," + base64.b64encode(data).decode()}
+            prefix = "data:image/jpeg;base64," if self.data_prefix else ""
+            item: dict[str, Any] = {"b64_json": prefix + base64.b64encode(data).decode(), "mime_type": "image/jpeg"}
         else:
             name = f"{uuid.uuid4().hex}.jpg"
             self.files[name] = data
             item = {"url": f"{self.url}/files/{name}"}
         item.update({"revised_prompt": body["prompt"], "respect_moderation": True})
         return JSONResponse({"data": [item], "usage": {"cost_in_usd_ticks": 200000000}})
+
+    @staticmethod
+    def size(body: dict[str, Any]) -> tuple[int, int]:
+        if "aspect_ratio" in body or "image" not in body:
+            return PIXELS.get(body.get("aspect_ratio", "1:1"), (1024, 1024))
+        _, _, data = body["image"]["url"].partition("base64,")
+        with Image.open(io.BytesIO(base64.b64decode(data))) as source:
+            scale = math.sqrt(1024 * 1024 / (source.width * source.height))
+            return round(source.width * scale / 16) * 16, round(source.height * scale / 16) * 16
 
     async def file(self, request: Request) -> Response:
         data = self.files.get(request.path_params["name"])

@@ -2,8 +2,10 @@
 
 Create ``POST /services/aigc/text2image/image-synthesis`` with ``X-DashScope-Async: enable`` →
 poll ``GET /tasks/{task_id}`` until ``SUCCEEDED`` → download ``output.results[].url`` from
-Alibaba's OSS. DashScope makes its own pixel sizes (larger than fal's presets) and PNG only:
-the result keeps DashScope's size and is re-encoded to JPEG when the client asked for it.
+Alibaba's OSS. The host is the region's (``SFUMATO_DASHSCOPE_REGION``, or the route's
+``base_url``): a key is bound to the region that issued it. DashScope makes its own pixel sizes
+(larger than fal's presets) and PNG only: the result keeps DashScope's size and is re-encoded to
+JPEG when the client asked for it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from sfumato.providers.http import Answer, best_effort
 from sfumato.providers.images import in_format
 from sfumato.providers.upstream import Upstream
 
-DEFAULT_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
+REGION_BASE_URLS = {
+    "singapore": "https://dashscope-intl.aliyuncs.com/api/v1",
+    "beijing": "https://dashscope.aliyuncs.com/api/v1",
+}
+"""``SFUMATO_DASHSCOPE_REGION`` → API base. Alibaba: "The Beijing and Singapore regions have separate
+API keys and request endpoints"; the dashscope SDK defaults to Beijing (``common/env.py``)."""
+DEFAULT_BASE_URL = REGION_BASE_URLS["singapore"]
 DOWNLOAD_HOSTS = ("*.aliyuncs.com",)
 SIZE = {
     "square": "1328*1328", "square_hd": "1328*1328",

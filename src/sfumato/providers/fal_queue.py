@@ -5,6 +5,8 @@ Submit ``POST {queue}/{model}`` → poll ``GET {status_url}`` (202 ``IN_QUEUE``/
 200 ``COMPLETED``) → ``GET {response_url}`` → download ``images[].url`` from fal's CDN. The URLs
 fal returns are used (status and result drop the model path), after checking they are on the
 queue host, since the key goes with them. Canceling the run sends ``PUT {cancel_url}``.
+The edit app gets ``image_size`` only when the client chose one other than the catalog default,
+so that otherwise the output follows the input image's shape.
 """
 
 from __future__ import annotations
@@ -25,14 +27,25 @@ QWEN_IMAGE_SIZE = {k: k for k in ("square", "square_hd", "portrait_4_3", "portra
                                   "landscape_4_3", "landscape_16_9")}
 """sfumato ``image_size`` → fal ``image_size`` preset (the same names, fal toolkit pixels)."""
 IMAGEN_ASPECT_RATIO = {k: k for k in ("1:1", "16:9", "9:16", "3:4", "4:3")}
-"""sfumato ``aspect_ratio`` → fal imagen4 ``aspect_ratio``; ``negative_prompt`` is dropped
-(fal's 2026 schema has none), ``seed`` is sent as an integer."""
+"""sfumato ``aspect_ratio`` → fal imagen4 ``aspect_ratio``; ``negative_prompt`` is not sent
+(fal's 2026 schema has none; the task result's ``info.notes`` says so), ``seed`` is an integer."""
 PENDING = ("IN_QUEUE", "IN_PROGRESS")
+DROPPED_NEGATIVE_PROMPT = "negative_prompt was not sent: fal's imagen4 app takes no negative_prompt."
+
+
+def chosen(job: Job, key: str) -> bool:
+    """Whether the client chose ``key``: the adapter sees the catalog's defaults filled in, so a
+    value equal to the default counts as not chosen."""
+    spec = job.model.param(key)
+    return key in job.params and (spec is None or job.params[key] != spec.default)
 
 
 def qwen_input(job: Job) -> dict[str, Any]:
-    return {"prompt": job.prompt, "image_size": QWEN_IMAGE_SIZE[job.params.get("image_size", "square_hd")],
-            "output_format": job.params.get("output_format", "png"), "num_images": 1}
+    body: dict[str, Any] = {"prompt": job.prompt, "output_format": job.params.get("output_format", "png"),
+                            "num_images": 1}
+    if not job.references or chosen(job, "image_size"):
+        body["image_size"] = QWEN_IMAGE_SIZE[job.params.get("image_size", "square_hd")]
+    return body
 
 
 def imagen_input(job: Job) -> dict[str, Any]:
@@ -98,8 +111,10 @@ class FalQueueProvider:
         if any(output.get("has_nsfw_concepts") or []):
             raise ContentPolicyViolation("fal's safety checker withheld the image.")
         results = [await self.up.download(str(image.get("url"))) for image in images]
-        return Outputs(results, provider=self.name,
-                       info={"upstream_model": handle["model"] if handle else "", "route": self.up.route.key})
+        info: dict[str, Any] = {"upstream_model": handle["model"] if handle else "", "route": self.up.route.key}
+        if job.model.id == "google-imagen4" and job.params.get("negative_prompt"):
+            info["notes"] = [DROPPED_NEGATIVE_PROMPT]
+        return Outputs(results, provider=self.name, info=info)
 
     def _resumed(self, job: Job) -> dict[str, str] | None:
         state = job.resume or {}

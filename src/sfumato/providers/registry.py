@@ -22,21 +22,33 @@ class RouteStatus:
     live: bool
     missing: str | None
     state: State | None
+    host: str | None = None
+    """The API host the route talks to (its base URL's, or the provider's documented one)."""
+    region: str | None = None
+    """DashScope's region, or a Vertex route's location: an API key works in one region only."""
+
+    @property
+    def where(self) -> str:
+        """``host (region)`` for a table."""
+        return f"{self.host} ({self.region})" if self.host and self.region else self.host or "-"
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model_id, "route": self.route.key, "provider": self.route.provider,
-                "upstream_model": self.route.upstream_model, "live": self.live, "missing": self.missing,
-                "breaker": self.state.value if self.state else None}
+                "upstream_model": self.route.upstream_model, "host": self.host, "region": self.region,
+                "live": self.live, "missing": self.missing, "breaker": self.state.value if self.state else None}
 
 
 class ProviderRegistry:
     def __init__(self, default: Provider, routes: dict[str, Provider] | None = None, *,
                  configured: dict[str, list[tuple[Route, str | None]]] | None = None,
-                 http: UpstreamHttp | None = None):
+                 http: UpstreamHttp | None = None,
+                 endpoints: dict[tuple[str, str], tuple[str | None, str | None]] | None = None):
         self._default = default
         self._routes = routes or {}
         self._configured = configured or {}
         """Every configured route per model, with what is missing for it to be live (or None)."""
+        self._endpoints = endpoints or {}
+        """``(model, route key)`` → ``(host, region)``."""
         self._http = http
 
     def for_model(self, model_id: str) -> Provider:
@@ -50,7 +62,8 @@ class ProviderRegistry:
             routed = self._routes.get(mid)
             breakers = ({live.key: live.breaker.state for live in routed.routes}
                         if isinstance(routed, RoutedProvider) else {})
-            result.extend(RouteStatus(mid, route, missing is None, missing, breakers.get(route.key))
+            result.extend(RouteStatus(mid, route, missing is None, missing, breakers.get(route.key),
+                                      *self._endpoints.get((mid, route.key), (None, None)))
                           for route, missing in routes)
         return result
 

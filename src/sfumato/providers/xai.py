@@ -2,10 +2,13 @@
 
 Text-to-image: ``POST /v1/images/generations``; with one reference: ``POST /v1/images/edits``
 (JSON only; the reference as a ``data:`` URL in ``image``). ``size`` is never sent (older
-models reject it). ``enable_pro=true`` switches text-to-image to the quality model (route
-option ``pro_model``, and ``pro_quality`` for models that take a ``quality`` field instead);
-the edit path ignores it (spec §4). Answers may be ``b64_json`` (possibly with a ``data:``
-prefix) or a temporary ``url`` (route option ``response_format``), fetched from xAI's hosts.
+models reject it). An edit sends ``aspect_ratio`` only when the client chose one other than the
+catalog default, so that otherwise the output follows the input image's shape (xAI's documented
+behaviour without ``aspect_ratio``). ``enable_pro=true`` switches text-to-image to the quality
+model (route option ``pro_model``, and ``pro_quality`` for models that take a ``quality`` field
+instead); the edit path ignores it (spec §4). Answers may be ``b64_json`` (plain base64, as the
+API reference documents; the ``data:`` prefix older guides showed is accepted too) or a
+temporary ``url`` (route option ``response_format``), fetched from xAI's hosts.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ DOWNLOAD_HOSTS = ("*.x.ai", "x.ai")
 MAX_REFERENCES = 1
 ASPECT_RATIO = {"1:1": "1:1", "2:3": "2:3", "3:2": "3:2", "16:9": "16:9", "9:16": "9:16"}
 """sfumato ``aspect_ratio`` → xAI ``aspect_ratio`` (same names; xAI picks the pixels, ~1 MP)."""
+
+
+def chosen(job: Job, key: str) -> bool:
+    """Whether the client chose ``key``: the adapter sees the catalog's defaults filled in, so a
+    value equal to the default counts as not chosen."""
+    spec = job.model.param(key)
+    return key in job.params and (spec is None or job.params[key] != spec.default)
 
 
 def error_for(answer: Answer) -> ProviderError:
@@ -55,9 +65,10 @@ class XaiProvider:
             "model": self.up.route.upstream_model,
             "prompt": job.prompt,
             "n": 1,
-            "aspect_ratio": ASPECT_RATIO[job.params.get("aspect_ratio", "1:1")],
             "response_format": self.up.option("response_format", "b64_json"),
         }
+        if reference is None or chosen(job, "aspect_ratio"):
+            body["aspect_ratio"] = ASPECT_RATIO[job.params.get("aspect_ratio", "1:1")]
         if reference is not None:
             body["image"] = {"url": reference, "type": "image_url"}
         elif job.params.get("enable_pro") == "true":
