@@ -1,13 +1,15 @@
 """Fixtures. Every test that touches the database runs twice: on SQLite and on PostgreSQL.
 
 PostgreSQL comes from ``SFUMATO_TEST_POSTGRES_URL`` (default: the local server with trust auth);
-each test session makes its own database and drops it afterwards. If the server cannot be
-reached the PostgreSQL variants are skipped with the reason, never passed silently.
+each test session makes its own database, ``SFUMATO_TEST_PG_PREFIX`` (default ``sfumato_test_``)
+and eight hex digits, and drops it afterwards. If the server cannot be reached the PostgreSQL
+variants are skipped with the reason, never passed silently.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +39,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 PG_ADMIN_URL = os.environ.get("SFUMATO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def database_prefix(spec: str | None) -> str:
+    """The test databases' name prefix: lower-case letters, digits and ``_`` (it is written into
+    ``CREATE DATABASE``), short enough for PostgreSQL's 63-byte names with the hex suffix."""
+    prefix = spec or "sfumato_test_"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,54}", prefix):
+        raise ValueError(f"SFUMATO_TEST_PG_PREFIX={spec!r}: expected [a-z_][a-z0-9_]*, at most 55 characters")
+    return prefix
+
+
+PG_PREFIX = database_prefix(os.environ.get("SFUMATO_TEST_PG_PREFIX"))
+
+
+def database_name(prefix: str = PG_PREFIX) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
 async def _pg_admin(sql: str) -> str | None:
     """Run one admin statement; return an error message instead of raising."""
     import asyncpg
@@ -55,7 +73,7 @@ async def _pg_admin(sql: str) -> str | None:
 @pytest.fixture(scope="session")
 async def pg_database() -> AsyncIterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
-    name = f"sfumato_test_{secrets.token_hex(4)}"
+    name = database_name()
     error = await _pg_admin(f'CREATE DATABASE "{name}"')
     if error:
         pytest.skip(error)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +109,71 @@ def test_generate_reports_validation_errors(demo_server) -> None:
                           env={**env, "SFUMATO_API_KEY": key, "SFUMATO_URL": url}, capture_output=True, text=True)
     assert done.returncode == 1
     assert "validation_failed" in done.stderr and "params.image_size" in done.stderr
+
+
+def test_migrate_prints_its_database_on_one_unwrapped_line(tmp_path: Path) -> None:
+    """A path longer than the terminal (80 columns when piped) stays whole: it is copied from there."""
+    data = tmp_path / ("a-data-dir-whose-name-is-longer-than-any-terminal-line-" * 2)
+    result = runner.invoke(app, ["migrate"], env={"SFUMATO_DATA_DIR": str(data), "SFUMATO_DATABASE_URL": ""})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"database is up to date: sqlite+aiosqlite:///{data / 'sfumato.db'}\n"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def commands(block: str) -> list[str]:
+    """A block's command text: comments dropped, continued lines joined."""
+    text = re.sub(r"\\\n", " ", block)
+    return [re.sub(r"\s+#\s.*$", "", line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_command_lines_have_no_placeholders_and_quiet_curls() -> None:
+    lines = [line for block in readme_blocks() for line in commands(block)]
+    assert lines, "README has shell blocks"
+    for line in lines:
+        assert not re.search(r"\.\.\.|…|<[a-z][^>]*>| / sfumato ", line), f"not pasteable as-is: {line}"
+        for curl in re.findall(r"curl((?: -[A-Za-z]+)+)", line):
+            assert "s" in curl.replace(" -", ""), f"curl without -s prints a progress meter: {line}"
+
+
+def test_ci_runs_the_readme_test_command_word_for_word() -> None:
+    test_command = next(line for block in readme_blocks() for line in commands(block) if "pytest" in line)
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    # .ci/run asks pip to be quiet (-q); every other word is the README's.
+    assert test_command.replace("pip install -e", "pip install -q -e") in ci.splitlines()
+
+
+def test_readme_blocks_run_as_pasted_from_another_folder(demo_server, tmp_path: Path) -> None:
+    """The quickstart, the CLI and admin blocks pasted into bash against the server at SFUMATO_URL
+    (not port 8000), in a folder that is not the repository; the install commands and the
+    long-running ``serve``/``worker`` are the only lines left out."""
+    binaries = Path(sys.executable).parent
+    if not (binaries / "sfumato").exists() or not shutil.which("curl") or not shutil.which("python3"):
+        pytest.skip("needs the installed sfumato script, curl and python3 on PATH")
+    url, env = demo_server
+    script = "\n".join(block for block in readme_blocks() if "pip install" not in block)
+    script = "\n".join(line for line in script.splitlines() if not re.match(r"sfumato (serve|worker)\b", line))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=elsewhere, capture_output=True, text=True,
+                          timeout=180, env={**env, "SFUMATO_URL": url, "PATH": f"{binaries}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert Image.open(elsewhere / "lighthouse.png").size == (1408, 768)
+    assert Image.open(elsewhere / "product.png").size == (1024, 576)
+    assert '"status":"succeeded"' in done.stdout and "revoked sk-sf_" in done.stdout
+
+
+def test_the_client_reads_sfumato_url_like_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfumato.client.config import connection
+
+    monkeypatch.delenv("SFUMATO_BASE_URL", raising=False)
+    monkeypatch.setenv("SFUMATO_URL", "http://gpu-box:9000/")
+    assert connection(None, "sk-x")[0] == "http://gpu-box:9000"
+    monkeypatch.setenv("SFUMATO_BASE_URL", "http://first:1")
+    assert connection(None, "sk-x")[0] == "http://first:1"
+    assert connection("http://given:2", "sk-x")[0] == "http://given:2"

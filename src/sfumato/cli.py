@@ -1,36 +1,32 @@
-"""The ``sfumato`` command: serve, worker, admin (accounts, keys, credits), models, generate."""
+"""The ``sfumato`` command: serve, worker, admin (accounts, keys, credits), models, generate.
+
+Each command imports what it needs when it runs: ``version``, ``--help``, ``demo-key`` and the
+client-side ``generate`` must start in a fraction of a second, and the server stack (FastAPI,
+SQLAlchemy, the providers, Pillow) costs about 2 s to import. Keep module-level imports light
+(tests/test_cli_startup.py checks which modules ``import sfumato.cli`` loads); typing-only
+imports go under ``TYPE_CHECKING``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Column, Table
 
-from sfumato import __version__, logs
-from sfumato.accounts import service as accounts
-from sfumato.app import build_deps, create_app
-from sfumato.catalog import load_catalog
+from sfumato import __version__
 from sfumato.clock import iso_ms
-from sfumato.db import migrate
-from sfumato.demo import KEY_FILE, ensure_demo_key
-from sfumato.deps import Deps
-from sfumato.errors import SfumatoError
-from sfumato.providers.factory import build_registry
-from sfumato.providers.health import RouteHealth
-from sfumato.providers.health import parse as route_health
-from sfumato.settings import Settings
-from sfumato.worker.loop import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sfumato.deps import Deps
+    from sfumato.providers.health import RouteHealth
 
 app = typer.Typer(help="sfumato: one task API over many image models.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts, balances and the credit ledger.", no_args_is_help=True)
@@ -45,11 +41,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _logging() -> None:
+    from sfumato import logs
+    from sfumato.settings import Settings
+
     logs.configure(Settings().log_format)
 
 
 def _with_deps(work: Callable[[Deps], Awaitable[T]]) -> T:
     """Run ``work`` against a migrated database, then release it; errors become exit code 1."""
+    import asyncio
+
+    from sfumato.app import build_deps
+    from sfumato.db import migrate
+    from sfumato.errors import SfumatoError
+    from sfumato.settings import Settings
 
     async def main() -> T:
         deps = build_deps(Settings())
@@ -85,6 +90,9 @@ def serve(
 ) -> None:
     """Start the HTTP API (and, by default, the worker) on the configured database."""
     from sfumato.api.server import serve as serve_http
+    from sfumato.app import create_app
+    from sfumato.demo import KEY_FILE, ensure_demo_key
+    from sfumato.settings import Settings
 
     _logging()
     settings = Settings(run_worker=worker)
@@ -105,6 +113,9 @@ def serve(
 @app.command(name="demo-key")
 def demo_key() -> None:
     """Print the demo key made by `sfumato serve --demo`."""
+    from sfumato.demo import KEY_FILE
+    from sfumato.settings import Settings
+
     path = Settings().data_dir / KEY_FILE
     if not path.exists():
         err.print("No demo key yet: start the server once with `sfumato serve --demo`.")
@@ -115,6 +126,12 @@ def demo_key() -> None:
 @app.command(name="worker")
 def worker_command() -> None:
     """Run a worker on its own (no HTTP). Stops cleanly on SIGINT or SIGTERM."""
+    import asyncio
+    import logging
+    import signal
+
+    from sfumato.worker.loop import Worker
+
     _logging()
 
     async def run(deps: Deps) -> None:
@@ -137,7 +154,9 @@ def migrate_command() -> None:
     """Bring the database schema up to date (serve and worker also do this on start)."""
 
     async def noop(deps: Deps) -> None:
-        console.print(f"database is up to date: {deps.db.engine.url.render_as_string(hide_password=True)}")
+        # One line, never wrapped at the terminal's width: the URL (a path) is copied from it.
+        url = deps.db.engine.url.render_as_string(hide_password=True)
+        console.print(f"database is up to date: {url}", soft_wrap=True, highlight=False, markup=False)
 
     _with_deps(noop)
 
@@ -151,6 +170,9 @@ def _id_column(header: str, values: list[str]) -> Column:
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """List the models in the catalog."""
+    from sfumato.catalog import load_catalog
+    from sfumato.settings import Settings
+
     catalog = load_catalog(Settings().catalog_dir)
     if as_json:
         _print_json([spec.model_dump(mode="json", exclude_none=True) for spec in catalog])
@@ -173,6 +195,13 @@ def providers(
 ) -> None:
     """List each model's upstream routes in the order tasks try them: live (its key is set) or
     what is missing, and with --server their health in that process."""
+    import httpx
+
+    from sfumato.catalog import load_catalog
+    from sfumato.providers.factory import build_registry
+    from sfumato.providers.health import parse as route_health
+    from sfumato.settings import Settings
+
     registry = build_registry(Settings())
     health: dict[tuple[str, str], RouteHealth] = {}
     if server:
@@ -192,13 +221,13 @@ def providers(
         _print_json(rows)
         return
     table = Table(_id_column("model", [r["model"] for r in rows]), _id_column("route", [r["route"] for r in rows]),
-                  "upstream model", "timeout", "live", "health")
+                  "upstream model", "host", "timeout", "live", "health")
     for row, status in zip(rows, registry.statuses(), strict=True):
         live = "[green]yes[/green]" if status.live else f"[yellow]no: set {status.missing}[/yellow]"
         seen = health.get((status.model_id, status.route.key))
         shown = seen.summary if seen else ("unused" if server else "pass --server to read it")
-        table.add_row(row["model"], row["route"], row["upstream_model"], f"{row['timeout_seconds']:g} s", live,
-                      shown if status.live else "-")
+        table.add_row(row["model"], row["route"], row["upstream_model"], status.where, f"{row['timeout_seconds']:g} s",
+                      live, shown if status.live else "-")
     console.print(table)
     for spec in load_catalog(Settings().catalog_dir):
         if not any(s.live for s in registry.statuses(spec.id)):
@@ -214,6 +243,8 @@ def accounts_create(
     """Create an account with a first API key (shown once)."""
 
     async def work(deps: Deps) -> tuple[str, str]:
+        from sfumato.accounts import service as accounts
+
         async with deps.db.write() as session:
             account = await accounts.create_account(session, name, credits, deps.clock.now())
             issued = await accounts.issue_key(session, account.id, deps.clock.now())
@@ -232,6 +263,8 @@ def accounts_list(as_json: JsonOpt = False) -> None:
     """List accounts and balances."""
 
     async def work(deps: Deps) -> list[dict[str, Any]]:
+        from sfumato.accounts import service as accounts
+
         async with deps.db.read() as session:
             return [{"account_id": a.id, "name": a.name, "balance": a.balance,
                      "created_at": iso_ms(a.created_at)} for a in await accounts.list_accounts(session)]
@@ -255,6 +288,7 @@ def accounts_grant(
     """Add credits to an account."""
 
     async def work(deps: Deps) -> int:
+        from sfumato.accounts import service as accounts
         from sfumato.billing import ledger
 
         async with deps.db.write() as session:
@@ -273,6 +307,8 @@ def accounts_show(
     """Show an account's balance and its latest ledger entries."""
 
     async def work(deps: Deps) -> dict[str, Any]:
+        from sfumato.accounts import service as accounts
+
         async with deps.db.read() as session:
             found = await accounts.find_account(session, account)
             entries = await accounts.ledger_entries(session, found.id, limit)
@@ -306,6 +342,8 @@ def keys_create(
     """Issue another API key for an account (shown once)."""
 
     async def work(deps: Deps) -> dict[str, str]:
+        from sfumato.accounts import service as accounts
+
         async with deps.db.write() as session:
             found = await accounts.find_account(session, account)
             issued = await accounts.issue_key(session, found.id, deps.clock.now(), name=name)
@@ -325,6 +363,8 @@ def keys_list(
     """List an account's keys (prefix and last four characters only)."""
 
     async def work(deps: Deps) -> list[dict[str, str | None]]:
+        from sfumato.accounts import service as accounts
+
         async with deps.db.read() as session:
             found = await accounts.find_account(session, account)
             return [{"key_id": k.id, "key": f"{k.prefix}…{k.last4}", "name": k.name,
@@ -347,6 +387,8 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…)
     """Revoke a key: requests with it are refused from now on."""
 
     async def work(deps: Deps) -> str:
+        from sfumato.accounts import service as accounts
+
         async with deps.db.write() as session:
             key = await accounts.revoke_key(session, key_id, deps.clock.now())
         return f"{key.prefix}…{key.last4}"

@@ -1,12 +1,16 @@
-"""The demo account for the embedded quick start: created once, its key kept in the data dir."""
+"""The demo account for the embedded quick start: created once, its key kept in the data dir.
+
+``sfumato demo-key`` only reads ``KEY_FILE``: this module imports the database layer when a key
+is made, not when it is imported.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from sfumato.accounts import queries as key_queries
-from sfumato.accounts import service as accounts
-from sfumato.deps import Deps
+if TYPE_CHECKING:
+    from sfumato.deps import Deps
 
 DEMO_NAME = "demo"
 KEY_FILE = "demo_api_key"
@@ -14,6 +18,9 @@ KEY_FILE = "demo_api_key"
 
 async def ensure_demo_key(deps: Deps) -> str:
     """The demo key, creating the account (and the 0600 key file) if they do not exist yet."""
+    from sfumato.accounts import queries as key_queries
+    from sfumato.accounts import service as accounts
+
     path = deps.settings.data_dir / KEY_FILE
     if path.exists():
         key = path.read_text().strip()

@@ -9,7 +9,7 @@ import httpx
 from rich.console import Console
 
 from sfumato.client import Client, SfumatoClientError, Task
-from sfumato.files.outputs import EXTENSIONS
+from sfumato.client.types import EXTENSIONS
 
 
 class GenerateError(Exception):

@@ -1,4 +1,5 @@
-"""Serving a fake on 127.0.0.1 with a random port, with fault injection in front of it.
+"""Serving a fake on 127.0.0.1 with a free port (``tests.processes.listening_socket``), with fault
+injection in front of it.
 
 ``FakeServer`` runs a Starlette app on uvicorn (h11, so a short body is a real protocol error on
 the wire) in the test's own event loop. ``inject(fault, path=…, times=…)`` makes the next
@@ -24,6 +25,8 @@ from typing import Any
 import uvicorn
 from PIL import Image
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.processes import listening_socket
 
 FAULTS = ("500", "503", "429", "timeout", "malformed", "truncated", "trickle")
 
@@ -139,10 +142,11 @@ class FakeServer:
         return reason
 
     async def __aenter__(self) -> Any:
-        config = uvicorn.Config(self.injector, host="127.0.0.1", port=0, http="h11", lifespan="off",
-                                log_level="critical", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(self.injector, http="h11", lifespan="off", log_level="critical",
+                                timeout_graceful_shutdown=2)
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve())
+        # Bound here (in SFUMATO_TEST_PORTS when set), so the port is ours until uvicorn listens.
+        self._task = asyncio.create_task(self._server.serve(sockets=[listening_socket()]))
         while not self._server.started:
             if self._task.done():
                 self._task.result()

@@ -21,7 +21,7 @@ OnUpdate = Callable[[Task], None]
 
 
 class AsyncClient:
-    """``AsyncClient(base_url, api_key)``; both default to ``SFUMATO_BASE_URL`` and
+    """``AsyncClient(base_url, api_key)``; both default to ``SFUMATO_BASE_URL`` (or ``SFUMATO_URL``) and
     ``SFUMATO_API_KEY``. Use it as ``async with`` or call ``aclose()``."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,

@@ -15,5 +15,6 @@ def connection(base_url: str | None, api_key: str | None) -> tuple[str, dict[str
     key = api_key or os.environ.get("SFUMATO_API_KEY", "")
     if not key:
         raise SfumatoClientError("No API key: pass api_key= or set SFUMATO_API_KEY.")
-    url = (base_url or os.environ.get("SFUMATO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    url = (base_url or os.environ.get("SFUMATO_BASE_URL") or os.environ.get("SFUMATO_URL") or DEFAULT_BASE_URL)
+    url = url.rstrip("/")
     return url, {"Authorization": f"Bearer {key}", "User-Agent": f"sfumato-python/{__version__}"}

@@ -22,7 +22,7 @@ OnUpdate = Callable[[Task], None]
 
 
 class Client:
-    """``Client(base_url, api_key)``; both default to ``SFUMATO_BASE_URL`` and
+    """``Client(base_url, api_key)``; both default to ``SFUMATO_BASE_URL`` (or ``SFUMATO_URL``) and
     ``SFUMATO_API_KEY``. Use it as ``with`` or call ``close()``."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,

@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+EXTENSIONS: dict[str, str] = {
+    "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
+    "video/mp4": "mp4", "video/webm": "webm",
+    "audio/mp4": "m4a", "audio/mpeg": "mp3", "audio/wav": "wav", "audio/ogg": "ogg", "audio/flac": "flac",
+}
+"""The file name extension of each media type, as the server names its files (the client does not
+import the server's ``files.outputs``, which pulls in the database layer; a test keeps the two equal)."""
 
 
 class _Answer(BaseModel):
