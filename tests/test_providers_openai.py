@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import io
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from PIL import Image
 
-from sfumato.providers.base import Outputs
+from sfumato.catalog.options import RequestOptions
+from sfumato.providers.base import Job, Outputs
 from sfumato.providers.openai_images import SIZE
 from tests.upstreams.harness import CATALOG, Sleeps, make_job, reference, route, routed, size_of
 from tests.upstreams.matrix import FAULT_MATRIX, Expect, check, outcome
@@ -97,3 +103,90 @@ async def test_a_persistent_server_error_fails_after_the_attempt_budget(fake: Fa
         result = await outcome(provider, make_job("gpt-image-1-5"))
     assert not isinstance(result, Outputs) and result.code == "upstream_error"
     assert len(fake.served) == 3 and len(sleeps.delays) == 2
+
+
+# --- request options (issue 16 part 0): what the fake received, and what came back -------------
+
+PNG, JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+
+
+def is_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def alpha_of(data: bytes) -> tuple[int, int] | None:
+    """The (lowest, highest) alpha of the image, or None if it has no alpha channel."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.getchannel("A").getextrema() if "A" in image.getbands() else None  # type: ignore[return-value]
+
+
+def with_options(job: Job, **options: Any) -> Job:
+    return dataclasses.replace(job, options=RequestOptions(**options))
+
+
+async def test_generation_sends_every_option_as_openai_names_it(fake: FakeOpenAI) -> None:
+    job = with_options(make_job("gpt-image-1-5"), output_format="webp", output_compression=40, background="transparent",
+                       moderation="low", user="end-user-7")
+    async with routed((openai_route(fake), KEY)) as provider:
+        [image] = (await provider.run(job)).images
+    [sent] = fake.requests
+    assert sent == {"path": "generations", "model": "gpt-image-1.5", "prompt": "a red fox in fresh snow", "n": 1,
+                    "size": "1024x1024", "quality": "medium", "output_format": "webp", "output_compression": 40,
+                    "background": "transparent", "moderation": "low", "user": "end-user-7"}
+    assert is_webp(image.data) and image.mime_type == "image/webp"
+    assert alpha_of(image.data) == (0, 255)  # a real alpha channel: clear ground, opaque subject
+    assert fake.violations == []
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+async def test_compression_reaches_the_upstream_and_changes_the_size(fake: FakeOpenAI, fmt: str) -> None:
+    sizes = {}
+    async with routed((openai_route(fake), KEY)) as provider:
+        for compression in (5, 95):
+            job = with_options(make_job("gpt-image-1-5"), output_format=fmt, output_compression=compression)
+            [image] = (await provider.run(job)).images
+            assert (image.data.startswith(JPEG) if fmt == "jpeg" else is_webp(image.data))
+            assert image.mime_type == f"image/{fmt}" and alpha_of(image.data) is None
+            sizes[compression] = len(image.data)
+    assert [(r["output_format"], r["output_compression"]) for r in fake.requests] == [(fmt, 5), (fmt, 95)]
+    assert sizes[5] * 2 < sizes[95]
+
+
+async def test_png_gets_no_compression_and_a_generation_no_input_fidelity(fake: FakeOpenAI) -> None:
+    job = with_options(make_job("gpt-image-1-5"), output_compression=30, input_fidelity="high", background="opaque")
+    async with routed((openai_route(fake), KEY)) as provider:
+        [image] = (await provider.run(job)).images
+    [sent] = fake.requests
+    assert "output_compression" not in sent and "input_fidelity" not in sent  # the API has neither here
+    assert (sent["output_format"], sent["background"]) == ("png", "opaque") and image.data.startswith(PNG)
+    assert fake.violations == []
+
+
+async def test_a_multipart_edit_carries_fidelity_user_format_and_compression(fake: FakeOpenAI) -> None:
+    job = with_options(make_job("gpt-image-1-5", refs=(reference(), reference(fmt="webp", index=1))),
+                       output_format="jpeg", output_compression=20, input_fidelity="high", user="u-2")
+    async with routed((openai_route(fake), KEY)) as provider:
+        [image] = (await provider.run(job)).images
+    [sent] = fake.requests
+    assert sent["path"] == "edits" and "json" not in sent
+    assert {k: sent[k] for k in ("output_format", "output_compression", "input_fidelity", "user")} == {
+        "output_format": "jpeg", "output_compression": "20", "input_fidelity": "high", "user": "u-2"}
+    assert "moderation" not in sent["parts"] and image.data.startswith(JPEG)
+    assert fake.violations == []
+
+
+async def test_an_edit_asking_for_moderation_goes_as_the_json_edit_body(fake: FakeOpenAI) -> None:
+    refs = (reference(fmt="png"), reference(fmt="jpeg", index=1))
+    job = with_options(make_job("gpt-image-1-5", params={"aspect_ratio": "3:2"}, refs=refs), moderation="low",
+                       background="transparent", input_fidelity="low", user="u-3")
+    async with routed((openai_route(fake), KEY)) as provider:
+        [image] = (await provider.run(job)).images
+    [sent] = fake.requests
+    assert (sent["path"], sent["json"], sent["moderation"], sent["input_fidelity"]) == ("edits", True, "low", "low")
+    assert (sent["background"], sent["user"], sent["size"], sent["n"]) == ("transparent", "u-3", "1536x1024", 1)
+    sent_images = [base64.b64decode(i["image_url"].split("base64,", 1)[1]) for i in sent["images"]]
+    assert sent_images == [await r.load() for r in refs]
+    assert [i["image_url"].split(";", 1)[0] for i in sent["images"]] == ["data:image/png", "data:image/jpeg"]
+    assert image.data.startswith(PNG) and alpha_of(image.data) == (0, 255) and (image.width, image.height) == (
+        1536, 1024)
+    assert fake.violations == []

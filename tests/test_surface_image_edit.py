@@ -72,7 +72,9 @@ async def test_the_pages_request_works_and_answers_in_its_envelope(make_deps: Ca
     ({"background": "glass"}, {"background"}), ({"input_fidelity": "mid"}, {"input_fidelity"}),
     ({"moderation": "high"}, {"moderation"}), ({"output_format": "gif"}, {"output_format"}),
     ({"stream": "yes"}, {"stream"}), ({"user": 7}, {"user"}), ({"colour": "red"}, {"colour"}),
-    ({"output_format": "webp"}, {"output_format"}), ({"background": "transparent"}, {"background"}),
+    ({"output_format": "jpeg", "background": "transparent"}, {"background"}),  # jpeg has no alpha channel
+    ({"output_compression": 50}, {"output_compression"}),  # png (the default) is lossless
+    ({"input_fidelity": "high", "output_format": "bmp"}, {"output_format"}), ({"user": "u" * 513}, {"user"}),
     ({"n": 0, "size": "1x1", "model": "x"}, {"n", "size", "model"}),
 ])
 async def test_every_rule_of_the_page_is_checked(make_deps: Callable[..., Any], change: dict[str, Any],

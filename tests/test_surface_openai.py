@@ -16,6 +16,7 @@ from PIL import Image
 
 from sfumato.api.surfaces.openai_params import to_task
 from sfumato.catalog import load_catalog
+from sfumato.catalog.options import RequestOptions
 from sfumato.errors import ValidationFailed
 from tests.conftest import Customer, new_customer
 from tests.money import audit
@@ -121,11 +122,34 @@ async def test_a_failed_task_is_an_error_and_refunded(make_deps: Callable[..., A
     ({"model": "qwen-image", "prompt": " "}, "prompt"),
     ({"model": "qwen-image", "prompt": "x", "background": "transparent"}, "background"),
     ({"model": "qwen-image", "prompt": "x", "colour": "red"}, "colour"),
+    ({"model": "qwen-image", "prompt": "x", "user": "u-1"}, "user"),  # no route of qwen-image passes it on
+    ({"model": "google-imagen4", "prompt": "x", "moderation": "low"}, "moderation"),
+    ({"model": "gpt-image-1.5", "prompt": "x", "output_format": "gif"}, "output_format"),
+    ({"model": "gpt-image-1.5", "prompt": "x", "output_compression": 101}, "output_compression"),
+    ({"model": "gpt-image-1.5", "prompt": "x", "output_format": "jpeg", "output_compression": "050"},
+     "output_compression"),
+    ({"model": "gpt-image-1.5", "prompt": "x", "output_format": "jpeg", "background": "transparent"}, "background"),
+    ({"model": "gpt-image-1.5", "prompt": "x", "input_fidelity": "high"}, "input_fidelity"),
+    ({"model": "gpt-image-1.5", "prompt": "x", "user": "u" * 513}, "user"),
 ])
 def test_unmappable_values_name_their_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(ValidationFailed) as refused:
         to_task(body, load_catalog())
     assert refused.value.details[0].field == param
+
+
+def test_request_options_map_onto_the_models_declaration() -> None:
+    catalog = load_catalog()
+    asked = to_task({"model": "gpt-image-1.5", "prompt": "x", "output_format": "webp", "output_compression": "30",
+                     "background": "transparent", "input_fidelity": "low", "moderation": "low", "user": "u"},
+                    catalog, edit=True)
+    assert asked.options == RequestOptions(output_format="webp", output_compression=30, background="transparent",
+                                           input_fidelity="low", moderation="low", user="u")
+    assert (asked.output_format, asked.background, asked.params) == ("webp", "transparent", {})
+    neutral = to_task({"model": "qwen-image", "prompt": "x", "output_format": "jpeg", "background": "opaque",
+                       "moderation": "auto"}, catalog)
+    assert neutral.options == RequestOptions() and neutral.params == {"output_format": "jpeg"}
+    assert neutral.output_format == "jpeg" and neutral.background == "opaque"
 
 
 def test_mapping_uses_the_catalogs_sizes() -> None:

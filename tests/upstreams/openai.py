@@ -1,11 +1,16 @@
-"""Fake OpenAI Images API (shared/upstreams.md §1): generations (JSON) and edits (multipart)."""
+"""Fake OpenAI Images API (shared/upstreams.md §1): generations (JSON) and edits (multipart, or
+the JSON edit body of §1.3). It records what it received and answers in the format asked: the
+``output_format``, an alpha channel for ``background: transparent``, and ``output_compression``
+as the encoder's quality (a textured picture then, so that compression changes the size)."""
 
 from __future__ import annotations
 
 import base64
+import io
 import time
 from typing import Any
 
+from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -23,6 +28,25 @@ EDIT_FIELDS = {"image", "image[]", "mask", "prompt", "model", "n", "size", "qual
 SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
 QUALITIES = {"low", "medium", "high", "auto"}
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
+JSON_EDIT_FIELDS = {"images", "mask", "prompt", "model", "n", "quality", "input_fidelity", "size", "output_format",
+                    "output_compression", "moderation", "background", "stream", "partial_images", "user"}
+CHOICES = {"background": {"transparent", "opaque", "auto"}, "output_format": {"png", "jpeg", "webp"},
+           "moderation": {"low", "auto"}, "input_fidelity": {"high", "low"}}
+
+
+def picture(width: int, height: int, fmt: str, transparent: bool, compression: int | None) -> bytes:
+    """A textured image (so that the encoder's quality shows in the size); transparent: a disc on
+    a clear ground."""
+    texture = Image.effect_noise((max(1, width // 16), max(1, height // 16)), 64).resize((width, height))
+    image = Image.merge("RGB", (texture, Image.linear_gradient("L").resize((width, height)), texture))
+    if transparent:
+        alpha = Image.new("L", (width, height), 0)
+        ImageDraw.Draw(alpha).ellipse((width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=255)
+        image.putalpha(alpha)
+    buffer = io.BytesIO()
+    extra = {} if fmt == "png" or compression is None else {"quality": compression}
+    image.save(buffer, {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt], **extra)
+    return buffer.getvalue()
 
 
 def error(status: int, message: str, code: str | None = None, type_: str = "invalid_request_error") -> JSONResponse:
@@ -56,6 +80,23 @@ class FakeOpenAI(FakeServer):
             return f"Invalid value for 'quality': {body['quality']}"
         if not 1 <= int(body.get("n", 1)) <= 10:
             return "Invalid 'n'"
+        return self.check_options(body)
+
+    def check_options(self, body: dict[str, Any]) -> str | None:
+        for key, allowed in CHOICES.items():
+            if key in body and body[key] not in allowed:
+                return f"Invalid value for '{key}': {body[key]}"
+        fmt = body.get("output_format", "png")
+        if body.get("background") == "transparent" and fmt not in ("png", "webp"):
+            return "Transparent background requires output_format png or webp."
+        if "output_compression" in body:
+            compression = str(body["output_compression"])
+            if not compression.isdigit() or not 0 <= int(compression) <= 100:
+                return "Invalid 'output_compression': 0 to 100."
+            if fmt == "png" and int(compression) < 100:
+                return "output_compression is only for jpeg and webp output."
+        if "user" in body and not isinstance(body["user"], str):
+            return "Invalid 'user'"
         return None
 
     def answer(self, body: dict[str, Any]) -> JSONResponse:
@@ -66,12 +107,18 @@ class FakeOpenAI(FakeServer):
         size = "1024x1024" if size == "auto" else size
         width, height = (int(side) for side in size.split("x"))
         fmt = body.get("output_format", "png")
-        data = [{"b64_json": base64.b64encode(image_bytes(width, height, fmt)).decode()}
-                for _ in range(int(body.get("n", 1)))]
+        transparent = body.get("background") == "transparent"
+        compression = int(body["output_compression"]) if "output_compression" in body else None
+        made = (picture(width, height, fmt, transparent, compression) if transparent or compression is not None
+                else image_bytes(width, height, fmt))
+        data = [{"b64_json": base64.b64encode(made).decode()} for _ in range(int(body.get("n", 1)))]
         usage = {"total_tokens": 100, "input_tokens": 50, "output_tokens": 50,
                  "input_tokens_details": {"text_tokens": 10, "image_tokens": 40}}
-        return JSONResponse({"created": int(time.time()), "data": data, "background": "opaque",
-                             "output_format": fmt, "size": size, "quality": body.get("quality", "medium"),
+        used = body.get("quality", "auto")
+        used = "medium" if used == "auto" else used  # the answer names the quality used: low|medium|high
+        return JSONResponse({"created": int(time.time()), "data": data,
+                             "background": "transparent" if transparent else "opaque",
+                             "output_format": fmt, "size": size, "quality": used,
                              "usage": usage}, headers={"x-request-id": "req_fake"})
 
     def authorized(self, request: Request) -> bool:
@@ -93,8 +140,10 @@ class FakeOpenAI(FakeServer):
     async def edits(self, request: Request) -> JSONResponse:
         if not self.authorized(request):
             return error(401, self.refuse("Incorrect API key provided"), "invalid_api_key")
+        if request.headers.get("content-type", "").split(";")[0] == "application/json":
+            return await self.json_edit(request)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            return error(400, self.refuse("edits take multipart/form-data here"))
+            return error(400, self.refuse("edits take multipart/form-data or application/json"))
         form = await request.form()
         names = [name for name, _ in form.multi_items()]
         files = [value for name, value in form.multi_items() if isinstance(value, UploadFile)]
@@ -102,6 +151,25 @@ class FakeOpenAI(FakeServer):
         self.requests.append({"path": "edits", "parts": names, "files": [(f.filename, f.content_type) for f in files],
                               **body})
         problem = self.check_edit(names, files, body)
+        if problem:
+            return error(400, self.refuse(problem))
+        return self.answer(body)
+
+    async def json_edit(self, request: Request) -> JSONResponse:
+        """The JSON edit body (§1.3, GPT image models only): ``images`` as ``{image_url}`` (an https
+        or ``data:`` URL) or ``{file_id}``, exactly one each."""
+        body = await request.json()
+        self.requests.append({"path": "edits", "json": True, **body})
+        unknown = set(body) - JSON_EDIT_FIELDS
+        images = body.get("images")
+        problem = f"Unknown parameter: '{sorted(unknown)[0]}'." if unknown else None
+        if problem is None and (not isinstance(images, list) or not 1 <= len(images) <= 16 or any(
+                not isinstance(i, dict) or len(i) != 1 or not set(i) <= {"image_url", "file_id"} for i in images)):
+            problem = "images: 1 to 16 of {image_url} or {file_id}."
+        if problem is None and any(not str(i.get("image_url", "data:image/")).startswith(("data:image/", "https://"))
+                                   for i in images):
+            problem = "image_url must be an https or data: URL."
+        problem = problem or self.check_common(body)
         if problem:
             return error(400, self.refuse(problem))
         return self.answer(body)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfumato.catalog import Catalog, ModelSpec, ParamSpec, load_catalog
+from sfumato.catalog.options import ALPHA_FORMATS, LOSSLESS, UNCOMPRESSED
 from sfumato.catalog.spec import ReferenceRules
 from sfumato.settings import Settings
 
@@ -148,14 +149,14 @@ def _references(rules: ReferenceRules) -> dict[str, Any]:
                              **({"mimeType": {"enum": list(limit.mime_types)}} if (limit := rules.limit_for(kind))
                                 else {})}} for kind in rules.kinds]
     nullable = {"type": ["string", "null"]}
-    item = {"type": "object", "additionalProperties": False, "required": ["url", "kind", "mimeType"],
+    item = {"type": "object", "additionalProperties": False, "required": ["url"],
             "properties": {"url": FILE_URL, "kind": {"type": "string", "enum": list(rules.kinds)},
                            "mimeType": {"type": "string", "minLength": 1}, "name": nullable,
                            "durationToken": nullable, "width": {}, "height": {}, "bytes": {}},
             "anyOf": kinds}
     return {"type": "array", "maxItems": rules.max_files, "items": item,
             "description": "Files of yours, by the url their upload (or an earlier task) returned; kind and "
-            "mimeType must be the file's own."}
+            "mimeType may be left out (they are filled in from the file), and given, must be the file's own."}
 
 
 def _task_branch(spec: ModelSpec, prompt_cap: int) -> dict[str, Any]:
@@ -176,6 +177,9 @@ def _task_branch(spec: ModelSpec, prompt_cap: int) -> dict[str, Any]:
                                   "(same id and body: same task). No control or format characters."},
             "webhook_url": {**WEBHOOK_URL, "description": "POSTed the task object when the task ends (signed, "
                             "Standard Webhooks); overrides the account's default URL. " + WEBHOOK_URL_RULES},
+            "priority": {"enum": ["normal", "low", None], "default": "normal",
+                         "description": "`low`: placed SFUMATO_LOW_PRIORITY_AGEING turns of the queue behind "
+                         "`normal` tasks, then at the front (it never starves)."},
         },
     }
     return body
@@ -188,32 +192,84 @@ def task_create_body(catalog: Catalog, prompt_cap: int) -> dict[str, Any]:
                         "background", "params": {"quality": "medium", "aspect_ratio": "1:1"}}}
 
 
+def _formats(spec: ModelSpec) -> tuple[str, ...]:
+    """The output formats a request can ask of ``spec``: its format param's, or its request option's."""
+    param = spec.param(spec.output.format_param) if spec.output.format_param else None
+    if param is not None:
+        return param.options or ()
+    return spec.request_options.output_format or (spec.output.default_format,)
+
+
+def option_rules(spec: ModelSpec, unset: list[Any]) -> list[dict[str, Any]]:
+    """The rules between request options (``catalog/options.py``), as ``allOf`` clauses: a
+    transparent background needs an alpha format, compression below 100 a lossy one. ``unset``:
+    the ``output_format`` values that mean the model's default."""
+    rules, formats, default = spec.request_options, _formats(spec), spec.output.default_format
+    clauses = []
+    if "transparent" in (rules.background or ()):
+        alpha = [f for f in formats if f in ALPHA_FORMATS]
+        with_alpha: dict[str, Any] = (
+            {"properties": {"output_format": {"enum": [*unset, *alpha]}}} if default in ALPHA_FORMATS
+            else {"required": ["output_format"], "properties": {"output_format": {"enum": alpha}}})
+        clauses.append({"anyOf": [{"properties": {"background": {"not": {"const": "transparent"}}}}, with_alpha]})
+    if rules.output_compression is not None and LOSSLESS in formats:
+        lossy = [f for f in formats if f != LOSSLESS]
+        compressible: dict[str, Any] = (
+            {"required": ["output_format"], "properties": {"output_format": {"enum": lossy}}} if default == LOSSLESS
+            else {"properties": {"output_format": {"enum": [*unset, *lossy]}}})
+        clauses.append({"anyOf": [{"not": {"required": ["output_compression"]}}, compressible, {"properties": {
+            "output_compression": {"enum": [None, UNCOMPRESSED, str(UNCOMPRESSED)]}}}]})
+    return clauses
+
+
+def _option_properties(spec: ModelSpec, unset: list[Any], *, form: bool, edit: bool) -> dict[str, Any]:
+    """The request options on the OpenAI door: a declared one with its values, an undeclared one
+    only with the values that ask nothing of the model (``null`` included, outside a form)."""
+    rules = spec.request_options
+    nothing: dict[str, Any] = {"type": "null", "description": f"Not available for {spec.id}."}
+    props: dict[str, Any] = {
+        "output_format": {"enum": [*unset, "auto", *_formats(spec)]},
+        "background": {"enum": [*unset, *(rules.background or ("auto", "opaque"))]},
+        "moderation": {"enum": [*unset, *(rules.moderation or ("auto",))]},
+        **({} if form else {key: nothing for key in ("output_compression", "input_fidelity", "user")}),
+    }
+    if rules.output_compression is not None:
+        low, high = rules.output_compression.min, rules.output_compression.max
+        text = {"type": "string", "pattern": f"^(?:{'|'.join(_digits(low, high))})$"}
+        props["output_compression"] = text if form else {"anyOf": [
+            {"type": "integer", "minimum": low, "maximum": high}, text, {"type": "null"}]}
+    if rules.input_fidelity is not None and edit:
+        props["input_fidelity"] = {"enum": [*unset, *rules.input_fidelity]}
+    if rules.user is not None:
+        props["user"] = {"type": "string" if form else ["string", "null"], "maxLength": rules.user.max_length}
+    return props
+
+
 def _openai_branch(spec: ModelSpec, names: list[str], limit: int, *, form: bool, optional_model: bool,
-                   ignored: tuple[str, ...], max_n: int) -> dict[str, Any]:
+                   ignored: tuple[str, ...], max_n: int, edit: bool) -> dict[str, Any]:
     """One model on the OpenAI door. ``form``: the multipart edit, where every field is a string
     (and so cannot be null)."""
     unset: list[Any] = [] if form else [None]
     sizes = sorted({f"{w}x{h}" for w, h in spec.output.sizes.values()}) if spec.output.size_param else []
     quality = spec.param("quality")
-    fmt = spec.param(spec.output.format_param) if spec.output.format_param else None
     n_text = {"type": "string", "pattern": f"^0*(?:{'|'.join(_digits(1, max_n))})$"}
     properties: dict[str, Any] = {
         "model": {"type": "string", "enum": names}, "prompt": _prompt(limit),
         "n": n_text if form else {"anyOf": [{"type": "integer", "minimum": 1, "maximum": max_n}, n_text]},
         "size": {"enum": [*unset, "auto", *sizes]},
         "quality": {"enum": [*unset, "auto", *(quality.options or () if quality else ())]},
-        "output_format": {"enum": [*unset, "auto", *(fmt.options or () if fmt else [spec.output.default_format])]},
         "response_format": {"enum": ["b64_json", "url", *([""] if form else FALSY)],
                             "description": "b64_json (the default; an empty value means it too) or url."},
-        "background": {"enum": [*unset, "auto", "opaque"], "description": "Transparent backgrounds are not made."},
+        **_option_properties(spec, unset, form=form, edit=edit),
         "stream": {"enum": ["true", "false"]} if form else {"type": "boolean"},
         "partial_images": {"type": "string", "pattern": "^[0-3]$"} if form else {"anyOf": [
             {"type": "integer", "minimum": 0, "maximum": 3}, {"type": "string", "pattern": "^[0-3]$"}]},
         **{key: ({"type": "string"} if form else {}) | {"description": "Accepted and ignored."} for key in ignored},
     }
     required = ["prompt"] if optional_model else ["model", "prompt"]
+    rules = option_rules(spec, [*unset, "auto"])
     return {"type": "object", "title": spec.id, "additionalProperties": False, "required": required,
-            "properties": properties}
+            "properties": properties, **({"allOf": rules} if rules else {})}
 
 
 def _openai_branches(catalog: Catalog, aliases: dict[str, str], prompt_cap: int, default_model: str, *,
@@ -224,7 +280,7 @@ def _openai_branches(catalog: Catalog, aliases: dict[str, str], prompt_cap: int,
         if edits and spec.references is None:
             continue
         branch = _openai_branch(spec, [spec.id, *(a for a, target in aliases.items() if target == spec.id)],
-                                spec.prompt_max_chars or prompt_cap, form=form,
+                                spec.prompt_max_chars or prompt_cap, form=form, edit=edits,
                                 optional_model=aliases.get(default_model, default_model) == spec.id, **kwargs)
         if spec.references is not None:
             branch["x-max-images"] = spec.references.max_files
@@ -270,22 +326,29 @@ def openai_bodies(catalog: Catalog, aliases: dict[str, str], prompt_cap: int, *,
 
 
 def image_edit_body(models: tuple[str, ...], choices: dict[str, tuple[str, ...]],
-                    ranges: dict[str, tuple[int, int]], max_prompt: int, max_images: int) -> dict[str, Any]:
+                    ranges: dict[str, tuple[int, int]], max_prompt: int, max_images: int,
+                    options: ModelSpec | None = None) -> dict[str, Any]:
     """``requestBody`` of ``POST /api/v1/image/generation`` (spec §8), as the door checks it. Each
-    image item is exactly one of ``image_url`` and ``file_id`` (the other absent or empty)."""
+    image item is exactly one of ``image_url`` and ``file_id`` (the other absent or empty).
+    ``options``: the model whose request options the door reads (their limits and rules)."""
     item = {"type": "object", "anyOf": [
         {"required": ["image_url"], "properties": {"image_url": DATA_URL, "file_id": {"enum": FALSY}}},
         {"required": ["image_url"], "properties": {"image_url": FILE_URL,
                                                    "file_id": {"enum": [v for v in FALSY if v != ""]}}},
         {"required": ["file_id"], "properties": {"file_id": FILE_ID, "image_url": {"enum": FALSY}}}]}
-    schema = {
+    user: dict[str, Any] = {"type": "string"}
+    if options is not None and options.request_options.user is not None:
+        user["maxLength"] = options.request_options.user.max_length
+    schema: dict[str, Any] = {
         "type": "object", "additionalProperties": False, "required": ["images", "prompt", "model"],
         "properties": {
             "images": {"type": "array", "minItems": 1, "maxItems": max_images, "items": item},
             "prompt": _prompt(max_prompt), "model": {"type": "string", "enum": list(models)},
             **{key: {"type": "string", "enum": list(allowed)} for key, allowed in choices.items()},
             **{key: {"type": "integer", "minimum": low, "maximum": high} for key, (low, high) in ranges.items()},
-            "stream": {"type": "boolean"}, "user": {"type": "string"},
+            "stream": {"type": "boolean"}, "user": user,
         },
     }
+    if options is not None and (rules := option_rules(options, [])):
+        schema["allOf"] = rules
     return {"required": True, "content": {"application/json": {"schema": schema}}}

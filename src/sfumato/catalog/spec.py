@@ -65,6 +65,32 @@ class ReferenceRules(_Spec):
         return next((limit for limit in self.limits if limit.kind == kind), None)
 
 
+OPTIONS_KEY = "requestOptions"
+"""Where a task keeps its request options inside its stored ``params``: never a param key, and
+refused as one on the task API (an unknown parameter), so a client cannot set it there."""
+
+
+class TextLimit(_Spec):
+    max_length: int = Field(ge=1)
+
+
+class RequestOptionRules(_Spec):
+    """Request options the image doors (the image-edit API, ``/v1/images/*``) may set for this
+    model, beyond its seed params: which of them, with which values. Not seed params: the task API
+    never takes them. Every route of the model honours each option declared here (the adapters
+    and the sandbox); a door refuses an undeclared one by name before anything is reserved."""
+
+    output_format: tuple[Literal["png", "jpeg", "webp"], ...] | None = None
+    output_compression: IntegerFormat | None = None
+    """0-100 for jpeg and webp (OpenAI's scale: 100 is the least compressed)."""
+    background: tuple[Literal["transparent", "opaque", "auto"], ...] | None = None
+    input_fidelity: tuple[Literal["high", "low"], ...] | None = None
+    """Edits only (requests with input images)."""
+    moderation: tuple[Literal["auto", "low"], ...] | None = None
+    user: TextLimit | None = None
+    """An end-user id, passed on for the upstream's abuse monitoring."""
+
+
 class PriceModifier(_Spec):
     """Extra credits when a param has a value (operators' option; the seed pages have none)."""
 
@@ -86,10 +112,12 @@ class OutputSpec(_Spec):
         key = params.get(self.size_param, "") if self.size_param else "default"
         return self.sizes[key]
 
-    def format_for(self, params: dict[str, str]) -> str:
+    def format_for(self, params: dict[str, str], asked: str | None = None) -> str:
+        """The format of the output: the model's format param, else the ``output_format``
+        request option ``asked``, else the default."""
         if self.format_param and self.format_param in params:
             return params[self.format_param]
-        return self.default_format
+        return asked or self.default_format
 
 
 class ModelSpec(_Spec):
@@ -106,13 +134,14 @@ class ModelSpec(_Spec):
     params: tuple[ParamSpec, ...] = ()
     references: ReferenceRules | None = None
     output: OutputSpec
+    request_options: RequestOptionRules = RequestOptionRules()
     upstream: LocalizedText | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         keys = [p.key for p in self.params]
-        if len(keys) != len(set(keys)) or "referenceMediaItems" in keys:
-            raise ValueError(f"{self.id}: param keys must be unique and not referenceMediaItems")
+        if len(keys) != len(set(keys)) or {"referenceMediaItems", OPTIONS_KEY} & set(keys):
+            raise ValueError(f"{self.id}: param keys must be unique and not referenceMediaItems or {OPTIONS_KEY}")
         if ("file" in self.inputs) != (self.references is not None):
             raise ValueError(f"{self.id}: 'file' input and reference rules go together")
         out = self.output
@@ -122,6 +151,9 @@ class ModelSpec(_Spec):
                 raise ValueError(f"{self.id}: output sizes must cover every {out.size_param}")
         elif set(out.sizes) != {"default"}:
             raise ValueError(f"{self.id}: without size_param, sizes has the one key 'default'")
+        formats = self.request_options.output_format
+        if formats is not None and (out.format_param is not None or out.default_format not in formats):
+            raise ValueError(f"{self.id}: an output_format option needs no format param and the default among it")
         for mod in self.price_modifiers:
             param = self.param(mod.param)
             if param is None or (param.options and mod.value not in param.options):

@@ -9,15 +9,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sfumato.catalog.loader import Catalog
+from sfumato.catalog.options import NO_OPTIONS, OPTIONS_KEY, RequestOptions
 from sfumato.catalog.spec import IntegerFormat, ModelSpec, ParamSpec, ReferenceRules
 from sfumato.catalog.text import unstorable_fields
 from sfumato.errors import FieldError, ValidationFailed
 from sfumato.webhooks import urls as webhook_urls
 
-TOP_LEVEL_KEYS = ("model", "prompt", "params", "client_request_id", "webhook_url")
+TOP_LEVEL_KEYS = ("model", "prompt", "params", "client_request_id", "webhook_url", "priority")
+PRIORITIES = ("normal", "low")
 REFERENCES_KEY = "referenceMediaItems"
 REFERENCE_ITEM_KEYS = ("url", "kind", "name", "mimeType", "durationToken", "width", "height", "bytes")
 CLIENT_REQUEST_ID_MAX = 255
@@ -26,14 +29,21 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 @dataclass(frozen=True, slots=True)
 class ReferenceItem:
+    """A reference as given. ``kind`` and ``mime_type`` may be left out (``None``): the file the
+    URL names has them, and ``files.references.resolve`` fills them in from it."""
+
     url: str
-    kind: str
-    mime_type: str
+    kind: str | None
+    mime_type: str | None
     name: str | None = None
     duration_token: str | None = None
 
     def as_dict(self) -> dict[str, str]:
-        item = {"url": self.url, "kind": self.kind, "mimeType": self.mime_type}
+        item = {"url": self.url}
+        if self.kind is not None:
+            item["kind"] = self.kind
+        if self.mime_type is not None:
+            item["mimeType"] = self.mime_type
         if self.name is not None:
             item["name"] = self.name
         if self.duration_token is not None:
@@ -51,16 +61,24 @@ class TaskRequest:
     references: tuple[ReferenceItem, ...] = ()
     client_request_id: str | None = None
     webhook_url: str | None = None
+    priority: str = "normal"
+    """``normal`` or ``low`` (placed some turns behind, ``tasks/queue.py``)."""
+    cancel_after: timedelta | None = None
+    """From the ``Cancel-After`` header: the task is canceled, refunded, if not done by then."""
+    options: RequestOptions = NO_OPTIONS
+    """Request options a door set (``catalog/options.py``); the task API sets none."""
 
     @property
     def price(self) -> int:
         return self.model.price(self.params)
 
     def stored_params(self) -> dict[str, Any]:
-        """The normalized params as kept with the task (references included)."""
+        """The normalized params as kept with the task (references and request options included)."""
         stored: dict[str, Any] = dict(self.params)
         if self.references:
             stored[REFERENCES_KEY] = [ref.as_dict() for ref in self.references]
+        if self.options != NO_OPTIONS:
+            stored[OPTIONS_KEY] = self.options.stored()
         return stored
 
 
@@ -155,7 +173,8 @@ def _check_integer(key: str, bounds: IntegerFormat, value: str, path: str, error
 
 
 def _item_strings(raw: dict[str, Any], path: str, errors: _Errors) -> tuple[dict[str, str | None], bool]:
-    """The item's string fields, and whether every key is known, typed right and present."""
+    """The item's string fields, and whether every key is known and typed right, and the url
+    present. ``kind`` and ``mimeType`` may be left out (the file has them), not sent empty."""
     ok = True
     for key in raw:
         if key not in REFERENCE_ITEM_KEYS:
@@ -168,16 +187,20 @@ def _item_strings(raw: dict[str, Any], path: str, errors: _Errors) -> tuple[dict
             errors.add(f"{path}.{key}", f"{key} must be a string.")
             ok = False
         strings[key] = value if isinstance(value, str) else None
-    for key in ("url", "kind", "mimeType"):
-        if raw.get(key) is None or raw.get(key) == "":
-            errors.add(f"{path}.{key}", f"{key} is required.")
+    if raw.get("url") is None or raw.get("url") == "":
+        errors.add(f"{path}.url", "url is required.")
+        ok = False
+    for key in ("kind", "mimeType"):
+        if raw.get(key) == "":
+            errors.add(f"{path}.{key}", f"{key} must not be empty; leave it out to use the file's own.")
             ok = False
     return strings, ok
 
 
 def _check_reference_item(rules: ReferenceRules, raw: Any, path: str, errors: _Errors) -> ReferenceItem | None:
     if not isinstance(raw, dict):
-        errors.add(path, "Each reference item must be an object with url, kind, name and mimeType.")
+        errors.add(path, "Each reference item must be an object with a url (and optionally kind, name and "
+                         "mimeType, which default to the file's own).")
         return None
     strings, ok = _item_strings(raw, path, errors)
     kind, mime = strings["kind"], strings["mimeType"]
@@ -188,9 +211,13 @@ def _check_reference_item(rules: ReferenceRules, raw: Any, path: str, errors: _E
     if limit is not None and mime and mime not in limit.mime_types:
         errors.add(f"{path}.mimeType", f"A {kind} reference must be one of: {', '.join(limit.mime_types)}.")
         ok = False
-    if not ok or not (strings["url"] and kind and mime):
+    accepted = [m for one in rules.limits if one.kind in rules.kinds for m in one.mime_types]
+    if not kind and mime and mime not in accepted:
+        errors.add(f"{path}.mimeType", f"This model accepts reference types: {', '.join(accepted)}.")
+        ok = False
+    if not ok or not strings["url"]:
         return None
-    return ReferenceItem(strings["url"], kind, mime, strings["name"], strings["durationToken"])
+    return ReferenceItem(strings["url"], kind or None, mime or None, strings["name"], strings["durationToken"])
 
 
 def _check_references(model: ModelSpec, raw: Any, errors: _Errors) -> tuple[ReferenceItem, ...]:
@@ -235,6 +262,15 @@ def _check_params(
     return params, references
 
 
+def _check_priority(raw: Any, errors: _Errors) -> str:
+    if raw is None:
+        return "normal"
+    if raw not in PRIORITIES:
+        errors.add("priority", f"priority must be one of: {', '.join(PRIORITIES)}.")
+        return "normal"
+    return str(raw)
+
+
 def _check_webhook_url(raw: Any, errors: _Errors) -> str | None:
     if raw is None:
         return None
@@ -275,6 +311,7 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
     prompt = _check_prompt(body.get("prompt"), limit, errors)
     client_request_id = _check_client_request_id(body.get("client_request_id"), errors)
     webhook_url = _check_webhook_url(body.get("webhook_url"), errors)
+    priority = _check_priority(body.get("priority"), errors)
     params: dict[str, str] = {}
     references: tuple[ReferenceItem, ...] = ()
     if model is not None:
@@ -284,4 +321,4 @@ def validate_task_request(body: Any, catalog: Catalog, *, max_prompt_chars: int)
     _check_nul(body, errors)
     if errors.items or model is None:
         raise ValidationFailed(details=errors.items)
-    return TaskRequest(model, prompt, params, references, client_request_id, webhook_url)
+    return TaskRequest(model, prompt, params, references, client_request_id, webhook_url, priority)

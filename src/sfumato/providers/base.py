@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sfumato.catalog.options import NO_OPTIONS, RequestOptions
 from sfumato.catalog.spec import ModelSpec
 
 
@@ -43,6 +44,10 @@ class Job:
     checkpoint: Callable[[dict[str, Any]], Awaitable[None]] = _no_checkpoint
     """Called by asynchronous adapters right after a successful submit, so that a crash after it
     does not cost a second upstream submit (reliability §3, scenario 5)."""
+    options: RequestOptions = NO_OPTIONS
+    """Request options a door set (output format and compression, background, input fidelity,
+    moderation, user): only those the model declares in the catalog, so every adapter serving
+    the model honours each one it is given (``catalog/options.py``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,14 @@
 """OpenAI Images for ``gpt-image-1-5`` (upstream ``gpt-image-1.5``), shared/upstreams.md §1.
 
 Text-to-image: ``POST /images/generations`` (JSON). With references: ``POST /images/edits``
-(multipart, one ``image[]`` part per reference, up to 16; the multipart form has no
-``moderation`` field). GPT image models always answer ``b64_json``.
+(multipart, one ``image[]`` part per reference, up to 16, as the official SDK sends it). The
+multipart form has no ``moderation`` field, so an edit that asks for moderation goes as the
+JSON edit body (§1.3: ``images`` as ``data:`` URLs), which has it. GPT image models always
+answer ``b64_json``.
+
+The request options (``Job.options``) go as OpenAI names them: ``output_format``,
+``output_compression`` (jpeg and webp only), ``background``, ``moderation``, ``user``, and
+``input_fidelity`` on edits (generations have no such field).
 
 Why not the official SDK: openai-python 3.x brings its own HTTP stack (httpx2/httpcore2); one
 shared client for every upstream keeps one pool, one set of time limits and one place where
@@ -18,7 +24,7 @@ import aiohttp
 from sfumato.providers.base import Job, Outputs, ProviderError
 from sfumato.providers.errors import ContentPolicyViolation, UpstreamBadResponse, for_status
 from sfumato.providers.http import Answer
-from sfumato.providers.images import b64_bytes, decode_image
+from sfumato.providers.images import b64_bytes, data_url, decode_image
 from sfumato.providers.upstream import Upstream
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -28,19 +34,27 @@ SIZE = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
 QUALITY = {"medium": "medium", "high": "high"}
 """sfumato ``quality`` → OpenAI ``quality``."""
 OUTPUT_FORMAT = "png"
-"""The catalog's format for this model; sent explicitly so the answer cannot drift."""
+"""The catalog's format for this model unless asked otherwise; sent explicitly so the answer
+cannot drift."""
 
 
-def wire_params(job: Job, upstream_model: str) -> dict[str, str]:
-    """The fields generations and edits share, as strings (multipart sends strings anyway)."""
-    return {
+def wire_params(job: Job, upstream_model: str) -> dict[str, Any]:
+    """The fields generations and edits share (a multipart form sends each as a string)."""
+    options = job.options
+    fmt = options.output_format or OUTPUT_FORMAT
+    fields: dict[str, Any] = {
         "model": upstream_model,
         "prompt": job.prompt,
-        "n": "1",
+        "n": 1,
         "size": SIZE[job.params.get("aspect_ratio", "1:1")],
         "quality": QUALITY[job.params.get("quality", "medium")],
-        "output_format": OUTPUT_FORMAT,
+        "output_format": fmt,
     }
+    asked = {"output_compression": options.output_compression if fmt != "png" else None,
+             "background": options.background, "moderation": options.moderation, "user": options.user,
+             "input_fidelity": options.input_fidelity if job.references else None}
+    fields.update({key: value for key, value in asked.items() if value is not None})
+    return fields
 
 
 def error_for(answer: Answer) -> ProviderError:
@@ -74,22 +88,31 @@ class OpenAIImagesProvider:
             headers["X-Client-Request-Id"] = job.request_id
         return headers
 
-    async def run(self, job: Job) -> Outputs:
+    async def _edit_form(self, job: Job, fields: dict[str, Any]) -> aiohttp.FormData:
+        form = aiohttp.FormData(quote_fields=False)
+        for name, value in fields.items():
+            form.add_field(name, str(value))
+        for index, ref in enumerate(job.references):
+            extension = ref.mime_type.rsplit("/", 1)[-1]
+            form.add_field("image[]", await ref.load(), filename=f"image-{index}.{extension}",
+                           content_type=ref.mime_type)
+        return form
+
+    async def _send(self, job: Job) -> Answer:
         fields = wire_params(job, self.up.route.upstream_model)
-        if job.references:
-            form = aiohttp.FormData(quote_fields=False)
-            for name, value in fields.items():
-                form.add_field(name, value)
-            for index, ref in enumerate(job.references):
-                extension = ref.mime_type.rsplit("/", 1)[-1]
-                form.add_field("image[]", await ref.load(), filename=f"image-{index}.{extension}",
-                               content_type=ref.mime_type)
-            answer = await self.up.http.request("POST", f"{self.up.base_url}/images/edits", data=form,
-                                                headers=self._headers(job), time_limit=self.up.timeout)
-        else:
-            body: dict[str, Any] = {**fields, "n": 1}
-            answer = await self.up.http.request("POST", f"{self.up.base_url}/images/generations", json=body,
-                                                headers=self._headers(job), time_limit=self.up.timeout)
+        url, headers, limit = f"{self.up.base_url}/images/edits", self._headers(job), self.up.timeout
+        if not job.references:
+            return await self.up.http.request("POST", f"{self.up.base_url}/images/generations", json=fields,
+                                              headers=headers, time_limit=limit)
+        if "moderation" in fields:  # only the JSON edit body has it (upstreams.md §1.2, §1.3)
+            images = [{"image_url": data_url(await ref.load(), ref.mime_type)} for ref in job.references]
+            return await self.up.http.request("POST", url, json={**fields, "images": images}, headers=headers,
+                                              time_limit=limit)
+        return await self.up.http.request("POST", url, data=await self._edit_form(job, fields), headers=headers,
+                                          time_limit=limit)
+
+    async def run(self, job: Job) -> Outputs:
+        answer = await self._send(job)
         if answer.status != 200:
             raise error_for(answer)
         data = answer.json_object().get("data")

@@ -8,6 +8,10 @@ working asynchronously: the adapter checkpoints ``task_id`` and polls ``GET {bas
 (route option; the page does not name a status endpoint, so this is the operator's to set),
 which answers the same envelope. Output URLs are fetched only from the relay's own host unless
 the route allows more. The relay is edit-only: the page requires ``images``.
+
+The request options (``Job.options``) are fields of the same page and go as they are named there;
+an image the relay returns in another format than the one asked is re-encoded (pixels kept), so
+the task's output is what was asked whatever the relay does.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from typing import Any
 from sfumato.providers.base import Job, Outputs, ProviderError
 from sfumato.providers.errors import ContentPolicyViolation, UpstreamBadResponse, UpstreamError, for_status
 from sfumato.providers.http import Answer
-from sfumato.providers.images import data_url
-from sfumato.providers.openai_images import QUALITY, SIZE
+from sfumato.providers.images import data_url, in_format
+from sfumato.providers.openai_images import OUTPUT_FORMAT, QUALITY, SIZE
 from sfumato.providers.upstream import Upstream
 
 MAX_REFERENCES = 16
@@ -53,9 +57,11 @@ class RelayImageEditProvider:
 
     async def _body(self, job: Job) -> dict[str, Any]:
         images = [{"image_url": data_url(await ref.load(), ref.mime_type)} for ref in job.references]
+        options = job.options.stored()
         return {"model": self.up.route.upstream_model, "prompt": job.prompt, "images": images, "n": 1,
                 "size": SIZE[job.params.get("aspect_ratio", "1:1")],
-                "quality": QUALITY[job.params.get("quality", "medium")], "output_format": "png"}
+                "quality": QUALITY[job.params.get("quality", "medium")], **options,
+                "output_format": options.get("output_format", OUTPUT_FORMAT)}
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         answer = await self.up.http.request(method, url, headers=self._auth, time_limit=self.up.timeout, **kwargs)
@@ -87,7 +93,8 @@ class RelayImageEditProvider:
         urls = data.get("urls")
         if not isinstance(urls, list) or not urls:
             raise UpstreamBadResponse("The relay finished without image URLs.")
-        images = [await self.up.download(str(url)) for url in urls]
+        fmt = job.options.output_format or OUTPUT_FORMAT
+        images = [await in_format(await self.up.download(str(url)), fmt) for url in urls]
         return Outputs(images, provider=self.name, info={"upstream_model": self.up.route.upstream_model,
                                                          "route": self.up.route.key})
 

@@ -4,6 +4,12 @@ It draws real image files that honour the params: the pixel size the real upstre
 the chosen aspect ratio or preset (from the catalog's ``output`` table), the output format, and
 the seed (same seed, prompt and params: the same bytes). Reference images are composed into the
 output, so reference mode is visible end to end. Latency and failures are configurable.
+
+Of the request options (``Job.options``) it honours what changes the file: ``output_format``,
+``output_compression`` (the encoder's quality for jpeg and webp: lower is smaller) and a
+``transparent`` background (a real alpha channel: the picture is a disc on a clear ground).
+``input_fidelity``, ``moderation`` and ``user`` steer a real model or its abuse monitoring;
+offline there is nothing for them to change.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ def parse_latency(spec: str) -> tuple[int, int]:
 
 def _seed_digest(job: Job) -> bytes:
     if job.params.get("seed"):
-        material = json.dumps([job.model.id, job.prompt, job.params], sort_keys=True)
+        options = job.options.stored()
+        material = json.dumps([job.model.id, job.prompt, job.params, *([options] if options else [])], sort_keys=True)
     else:
         material = f"{job.task_id}:{random.random()}"
     return hashlib.sha256(material.encode()).digest()
@@ -67,9 +74,28 @@ def _blend(mask: Image.Image, near: tuple[int, int, int], far: tuple[int, int, i
     return Image.merge("RGB", bands)
 
 
+def _cut_out(image: Image.Image) -> Image.Image:
+    """The picture as a disc on a fully transparent ground: an alpha channel a client can see."""
+    alpha = Image.new("L", image.size, 0)
+    width, height = image.size
+    ImageDraw.Draw(alpha).ellipse((width // 10, height // 10, width * 9 // 10, height * 9 // 10), fill=255)
+    image.putalpha(alpha)
+    return image
+
+
+def _encoded(image: Image.Image, fmt: str, compression: int | None) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "png":
+        options: dict[str, int] = {"compress_level": 1}
+    else:  # OpenAI's output_compression scale is the encoders' quality: 100 least compressed
+        options = {"quality": 90 if compression is None else compression}
+    image.save(buffer, PIL_FORMAT[fmt], **options)
+    return buffer.getvalue()
+
+
 def render(job: Job, references: list[bytes]) -> OutputImage:
     width, height = job.model.output.size_for(job.params)
-    fmt = job.model.output.format_for(job.params)
+    fmt = job.model.output.format_for(job.params, job.options.output_format)
     rng = random.Random(_seed_digest(job))
     mask = _mask(width, height, rng.choice((0, 90, 180, 270)))
     image = _blend(mask, _color(rng), _color(rng))
@@ -83,14 +109,14 @@ def render(job: Job, references: list[bytes]) -> OutputImage:
             side = min(width, height) // 3
             thumb = ImageOps.contain(ref.convert("RGB"), (side, side))
             image.paste(thumb, (16 + index * (side // 4), 16 + index * (side // 4)))
+    if job.options.transparent and fmt != "jpeg":  # jpeg has no alpha (the doors refuse asking it)
+        image = _cut_out(image)
+        draw = ImageDraw.Draw(image)
     bar, font = _label_bar(width, height, f"SANDBOX  {job.model.id}  {width}x{height}  {fmt}")
     image.paste(bar, (0, height - bar.height), bar)
     size = bar.height // 3
     draw.text((12, height - 1.4 * size), job.prompt[:120], font=font, fill=(230, 230, 230))
-    buffer = io.BytesIO()
-    options = {"compress_level": 1} if fmt == "png" else {"quality": 90}
-    image.save(buffer, PIL_FORMAT[fmt], **options)
-    return OutputImage(buffer.getvalue(), MIME[fmt], width, height)
+    return OutputImage(_encoded(image, fmt, job.options.output_compression), MIME[fmt], width, height)
 
 
 class SandboxProvider:

@@ -11,10 +11,11 @@ running: ``GET /api/v1/image/generation/{task_id}`` (or the task API) follows it
 partial images, so ``partial_images`` changes nothing yet).
 
 Mapped onto the catalog: ``size`` to ``aspect_ratio``; ``quality`` ``medium``/``high`` as is,
-``auto`` to the default and ``low`` to ``medium`` (the catalog's lowest); ``background``,
-``input_fidelity``, ``moderation``, ``output_compression`` and ``user`` are checked and
-ignored. The catalog's model makes PNG: ``output_format`` ``jpeg``/``webp`` and a
-``transparent`` background are refused with a clear message.
+``auto`` to the default and ``low`` to ``medium`` (the catalog's lowest). ``output_format``
+with ``output_compression``, ``background``, ``input_fidelity``, ``moderation`` and ``user`` are
+request options of ``gpt-image-1-5`` (its ``request_options`` in the catalog): checked here with
+the rules between them (a transparent background needs png or webp; compression is for jpeg and
+webp), carried with each task and sent to the upstream as OpenAI names them.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.errors import request_id_of
-from sfumato.api.request_schemas import DEFAULT_PROMPT_CAP, image_edit_body
+from sfumato.api.request_schemas import BUILTIN_CATALOG, DEFAULT_PROMPT_CAP, image_edit_body
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
 from sfumato.api.schemas import ImageEditEnvelope
 from sfumato.api.surfaces.openai_images import json_images, start_tasks
 from sfumato.api.surfaces.openai_params import OpenAIRequest
+from sfumato.catalog import ModelSpec
+from sfumato.catalog.options import NO_OPTIONS, OPTION_KEYS, RequestOptions, read_options
 from sfumato.clock import iso_ms
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, ValidationFailed
@@ -82,8 +85,9 @@ def _check_options(body: dict[str, Any]) -> list[FieldError]:
     return problems
 
 
-def _check(body: dict[str, Any]) -> list[FieldError]:
-    """Every rule of the page, each broken one named; then what this server cannot make."""
+def _check(deps: Deps, body: dict[str, Any]) -> tuple[list[FieldError], RequestOptions]:
+    """Every rule of the page, each broken one named; then the request options, as the
+    catalog's model takes them (and the rules between them)."""
     problems = [FieldError(k, "Unknown field.") for k in body if k not in FIELDS]
     problems += _check_images(body.get("images"))
     prompt = body.get("prompt")
@@ -92,19 +96,24 @@ def _check(body: dict[str, Any]) -> list[FieldError]:
     if body.get("model") not in MODELS:
         problems.append(FieldError("model", "The model is gpt-image-1.5."))
     problems += _check_options(body)
-    if body.get("output_format") in ("jpeg", "webp"):
-        problems.append(FieldError("output_format", "gpt-image-1.5 here makes png."))
-    if body.get("background") == "transparent":
-        problems.append(FieldError("background", "Transparent backgrounds are not made here."))
-    return problems
+    if any(p.field in OPTION_KEYS for p in problems):
+        return problems, NO_OPTIONS
+    options, refused = read_options(_spec(deps), {k: body.get(k) for k in OPTION_KEYS}, {}, edit=True)
+    return problems + refused, options
 
 
-def _asked(deps: Deps, body: dict[str, Any]) -> OpenAIRequest:
+def _spec(deps: Deps) -> ModelSpec:
     spec = deps.catalog.get("gpt-image-1-5")
     assert spec is not None
+    return spec
+
+
+def _asked(deps: Deps, body: dict[str, Any], options: RequestOptions) -> OpenAIRequest:
+    spec = _spec(deps)
     params = {k: v for k, v in (("aspect_ratio", SIZES[body.get("size", "auto")]),
                                 ("quality", QUALITY[body.get("quality", "auto")])) if v is not None}
-    return OpenAIRequest(spec, body["prompt"], params, int(body.get("n", 1)), "url", body.get("size"), "png")
+    return OpenAIRequest(spec, body["prompt"], params, int(body.get("n", 1)), "url", body.get("size"),
+                         spec.output.format_for(params, options.output_format), options=options)
 
 
 def envelope_of(deps: Deps, request: Request, tasks: list[AnyTask], seconds: float) -> dict[str, Any]:
@@ -127,20 +136,20 @@ async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[st
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
-    problems = _check(body)
+    problems, options = _check(deps, body)
     if problems:
         raise ValidationFailed("The request is not valid.", problems)
     stored = await json_images(deps, account_id, body["images"])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    started = await start_tasks(deps, account_id, _asked(deps, body), references)
+    started = await start_tasks(deps, account_id, _asked(deps, body, options), references)
     return body, started.tasks if body.get("stream") else (await started.ended()).tasks
 
 
 @router.post("", summary="Edit images (the image-edit API)", responses=_responses, openapi_extra={
-    "requestBody": image_edit_body(MODELS, {**CHOICES, "size": tuple(SIZES), "quality": tuple(QUALITY),
-                                            "background": ("opaque", "auto"), "output_format": ("png",)},
-                                   RANGES, max_prompt=min(32000, DEFAULT_PROMPT_CAP), max_images=16)})
+    "requestBody": image_edit_body(MODELS, {**CHOICES, "size": tuple(SIZES), "quality": tuple(QUALITY)},
+                                   RANGES, max_prompt=min(32000, DEFAULT_PROMPT_CAP), max_images=16,
+                                   options=BUILTIN_CATALOG.get("gpt-image-1-5"))})
 async def image_generation(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Any:
     began = time.monotonic()
     body, tasks = await _start(deps, request, who.account_id)

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -165,8 +166,9 @@ async def start_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRe
     """Create ``n`` tasks in one transaction (reserved together or not at all). One plain image
     is handed to ``worker`` (this process's) at once when it has a slot free."""
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
-    task_request = validate_task_request({"model": asked.model.id, "prompt": asked.prompt, "params": params},
-                                         deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
+    task_request = dataclasses.replace(validate_task_request(
+        {"model": asked.model.id, "prompt": asked.prompt, "params": params}, deps.catalog,
+        max_prompt_chars=deps.settings.max_prompt_chars), options=asked.options)  # read by the door (to_task)
     created: list[AnyTask]
     if asked.n == 1 and service.is_plain(task_request):
         if worker is not None:
@@ -281,7 +283,7 @@ async def _answer_body(deps: Deps, request: Request, asked: openai_params.OpenAI
     return {
         "created": int(time.time()), "data": data, "output_format": asked.output_format,
         "size": asked.size or f"{first.get('width')}x{first.get('height')}",
-        "quality": asked.params.get("quality", "auto"), "background": "opaque",
+        "quality": asked.params.get("quality", "auto"), "background": asked.background,
     }
 
 
@@ -317,7 +319,7 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> R
             parts = [v for k, v in form.multi_items() if k in ("image", "image[]") and isinstance(v, UploadFile)]
             if "mask" in form:
                 raise ValidationFailed(details=[FieldError("mask", "Masks are not supported here.")])
-            asked = openai_params.to_task(fields, deps.catalog)
+            asked = openai_params.to_task(fields, deps.catalog, edit=True)
             if not 1 <= len(parts) <= MAX_IMAGES:
                 raise ValidationFailed(details=[FieldError("image", f"Send 1 to {MAX_IMAGES} images.")])
             stored = [await _spool_upload(deps, who.account_id, p, p.filename) for p in parts]
@@ -325,7 +327,7 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> R
         body = await json_body(request)
         if not isinstance(body, dict):
             raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
-        asked = openai_params.to_task(body, deps.catalog)
+        asked = openai_params.to_task(body, deps.catalog, edit=True)
         stored = await json_images(deps, who.account_id, body.get("images"))
         if not stored:
             raise ValidationFailed(details=[FieldError("images", "At least one image is required.")])

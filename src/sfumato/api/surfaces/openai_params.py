@@ -4,6 +4,11 @@ The catalog decides: ``size`` maps to whichever option of the model's size param
 those pixels (``output.sizes``), ``output_format`` to its format parameter, ``quality`` to its
 quality parameter. ``auto`` (and an absent field) means the model's default. A value the model
 cannot honour is a 400 naming the OpenAI field, never a silent substitute.
+
+``output_format`` (of a model without a format parameter), ``output_compression``,
+``background``, ``input_fidelity`` (edits), ``moderation`` and ``user`` are request options,
+read against the model's ``request_options`` in the catalog (``catalog/options.py``) and carried
+to the provider with the task; a model that does not declare one refuses it by name.
 """
 
 from __future__ import annotations
@@ -13,15 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfumato.catalog import Catalog, ModelSpec
+from sfumato.catalog.options import NO_OPTIONS, OPTION_KEYS, RequestOptions, read_options
 from sfumato.errors import FieldError, ValidationFailed
 
 MODEL_ALIASES = {"gpt-image-1.5": "gpt-image-1-5"}
 """OpenAI's own model names for catalog models (OpenAI SDK users send these)."""
 MAX_N = 10
-IGNORED = ("user", "moderation", "style", "input_fidelity", "output_compression")
-"""Accepted and ignored: they change nothing about the image a catalog model makes here."""
-KNOWN = ("model", "prompt", "n", "size", "quality", "output_format", "response_format", "background", "stream",
-         "partial_images", *IGNORED)
+IGNORED = ("style",)
+"""Accepted and ignored: dall-e-3's, it changes nothing about the image a catalog model makes."""
+KNOWN = ("model", "prompt", "n", "size", "quality", "response_format", "stream", "partial_images", *OPTION_KEYS,
+         *IGNORED)
 MAX_PARTIAL_IMAGES = 3
 
 
@@ -38,6 +44,13 @@ class OpenAIRequest:
     stream: bool = False
     """Answer as OpenAI's image event stream (``text/event-stream``) instead of one JSON body."""
     partial_images: int = 0
+    options: RequestOptions = NO_OPTIONS
+    """The request options asked for, as the model declares them (carried with the task)."""
+
+    @property
+    def background(self) -> str:
+        """As OpenAI echoes it: ``transparent`` or ``opaque``, never ``auto``."""
+        return "transparent" if self.options.transparent else "opaque"
 
 
 def _bad(param: str, message: str) -> ValidationFailed:
@@ -75,21 +88,27 @@ def _select(spec: ModelSpec, key: str, raw: Any, params: dict[str, str], field: 
     params[key] = str(raw)
 
 
-def _output_format(spec: ModelSpec, raw: Any, params: dict[str, str]) -> str:
+def _output_format(spec: ModelSpec, raw: Any, params: dict[str, str]) -> None:
+    """A model whose format is a param (qwen-image) takes ``output_format`` there; for the
+    others it is a request option (:func:`_options`)."""
     fmt_param = spec.output.format_param
-    if raw in (None, "auto"):
-        return params.get(fmt_param or "", spec.output.default_format)
-    if fmt_param is None:
-        if raw != spec.output.default_format:
-            raise _bad("output_format", f"{spec.id} makes {spec.output.default_format} only.")
-        return str(raw)
-    _select(spec, fmt_param, raw, params, "output_format")
-    return str(raw)
+    if fmt_param is not None and raw not in (None, "auto"):
+        _select(spec, fmt_param, raw, params, "output_format")
 
 
-def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
+def _options(spec: ModelSpec, body: dict[str, Any], params: dict[str, str], edit: bool) -> RequestOptions:
+    raw = {key: body.get(key) for key in OPTION_KEYS}
+    if raw["output_format"] == "auto":
+        raw["output_format"] = None
+    options, problems = read_options(spec, raw, params, edit=edit)
+    if problems:
+        raise ValidationFailed(f"Invalid value for {problems[0].field}.", problems)
+    return options
+
+
+def to_task(body: dict[str, Any], catalog: Catalog, *, edit: bool = False) -> OpenAIRequest:
     """Check an OpenAI images request and map it onto the catalog; ``ValidationFailed`` naming
-    the first OpenAI field that cannot be honoured."""
+    the first OpenAI field that cannot be honoured. ``edit``: ``/v1/images/edits``."""
     unknown = sorted(set(body) - set(KNOWN) - {"image", "image[]", "images", "mask"})
     if unknown:
         raise _bad(unknown[0], f"Unrecognized request argument: {unknown[0]}.")
@@ -105,8 +124,6 @@ def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
     response_format = body.get("response_format") or "b64_json"
     if response_format not in ("b64_json", "url"):
         raise _bad("response_format", "response_format must be b64_json or url.")
-    if body.get("background") not in (None, "auto", "opaque"):
-        raise _bad("background", "Only opaque backgrounds are made here.")
     stream = _flag(body.get("stream", False), "stream")
     partial = body.get("partial_images", 0)
     partial = int(partial) if isinstance(partial, int | str) and re.fullmatch(r"[0-9]", str(partial)) else -1
@@ -115,8 +132,10 @@ def to_task(body: dict[str, Any], catalog: Catalog) -> OpenAIRequest:
     params: dict[str, str] = {}
     size = _size(spec, body.get("size"), params)
     _select(spec, "quality", body.get("quality"), params, "quality")
-    output_format = _output_format(spec, body.get("output_format"), params)
-    return OpenAIRequest(spec, prompt, params, n, response_format, size, output_format, stream, partial)
+    _output_format(spec, body.get("output_format"), params)
+    options = _options(spec, body, params, edit)
+    output_format = spec.output.format_for(params, options.output_format)
+    return OpenAIRequest(spec, prompt, params, n, response_format, size, output_format, stream, partial, options)
 
 
 def _flag(raw: Any, param: str) -> bool:
