@@ -2,8 +2,9 @@
 
 1. Random params against each catalog model are either accepted with the defaults applied or
    refused with one detail per bad field, and never anything else.
-2. Random sequences of create / cancel / claim / succeed / fail / worker cancel / crash and
-   recover / grant, on the real database, keep every promise of the books after every step:
+2. Random sequences of create (with or without a ``Cancel-After`` deadline, normal or low
+   priority) / cancel / claim / succeed / fail / worker cancel / crash and recover / grant /
+   deadline passes, on the real database, keep every promise of the books after every step:
    ``balance == ledger sum``, ``balance >= 0``, every task's ``final_credits <= reserved_credits``
    and every task's ledger entries matching its state (``tests.money.audit``).
 
@@ -16,22 +17,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from sqlalchemy import func, select
 
 from sfumato.billing import ledger
 from sfumato.catalog import load_catalog, validate_task_request
 from sfumato.catalog.spec import ModelSpec, ParamSpec
 from sfumato.clock import FrozenClock
+from sfumato.db.models import Task
 from sfumato.deps import Deps
 from sfumato.errors import InsufficientCredits, TaskNotCancelable, ValidationFailed
 from sfumato.tasks import lifecycle, service
 from sfumato.tasks.status import Status
 from sfumato.worker import lease
-from sfumato.worker.recovery import recover_expired_leases
+from sfumato.worker.recovery import end_missed_deadlines, recover_expired_leases
 from tests.conftest import new_customer
 from tests.money import audit
 
@@ -122,12 +127,14 @@ class Books(RuleBasedStateMachine):
         self.task_ids: list[str] = []
 
     @rule(who=st.integers(0, 1), model=st.sampled_from(["qwen-image", "google-imagen4", "grok-imagine"]),
-          pro=st.booleans())
-    def create(self, who: int, model: str, pro: bool) -> None:
-        body: dict[str, Any] = {"model": model, "prompt": "p"}
+          pro=st.booleans(), low=st.booleans(), cancel_after=st.one_of(st.none(), st.integers(5, 90)))
+    def create(self, who: int, model: str, pro: bool, low: bool, cancel_after: int | None) -> None:
+        body: dict[str, Any] = {"model": model, "prompt": "p", "priority": "low" if low else "normal"}
         if model == "grok-imagine" and pro:
             body["params"] = {"enable_pro": "true"}
         request = validate_task_request(body, self.deps.catalog, max_prompt_chars=100)
+        if cancel_after is not None:
+            request = replace(request, cancel_after=timedelta(seconds=cancel_after))
 
         async def go() -> None:
             async with self.deps.db.write() as session:
@@ -170,7 +177,46 @@ class Books(RuleBasedStateMachine):
             async with self.deps.db.write() as session:
                 return await lease.claim(session, n, self.clock.now(), self.deps.lease)
 
-        self.claims.extend(self.run(go()))
+        claims = self.run(go())
+        now = self.clock.now()
+        assert all(c.deadline_at is None or c.deadline_at > now for c in claims), "started past its deadline"
+        self.claims.extend(claims)
+
+    @rule(seconds=st.integers(1, 60))
+    def deadline_passes(self, seconds: int) -> None:
+        """Time passes; two processes' maintenance rounds notice the queued tasks past their
+        deadline at once: each such task ends canceled exactly once (the books say so)."""
+        self.clock.advance(seconds=seconds)
+
+        async def both() -> None:
+            await asyncio.gather(end_missed_deadlines(self.deps), end_missed_deadlines(self.deps))
+
+        self.run(both())
+
+        async def overdue() -> int:
+            async with self.deps.db.read() as session:
+                return await session.scalar(select(func.count()).select_from(Task).where(
+                    Task.status == Status.QUEUED.value, Task.deadline_at <= self.clock.now())) or 0
+
+        assert self.run(overdue()) == 0, "a queued task outlived its deadline"
+
+    @rule(pick=st.integers(0, 50))
+    def running_deadline(self, pick: int) -> None:
+        """A held claim whose deadline has passed is stopped by its run's timer: canceled with
+        ``deadline_exceeded`` under its lease (refused, writing nothing, if recovery moved it)."""
+        now = self.clock.now()
+        due = [c for c in self.claims if c.deadline_at is not None and c.deadline_at <= now]
+        if not due:
+            return
+        claim = due[pick % len(due)]
+        self.claims.remove(claim)
+
+        async def go() -> None:
+            async with self.deps.db.write() as session:
+                await lifecycle.cancel(session, claim.task_id, now=now, source=(Status.RUNNING,),
+                                       lease_token=claim.lease_token, error=lifecycle.DEADLINE_EXCEEDED)
+
+        self.run(go())
 
     def _finish(self, pick: int, end: Callable[[Any, lease.Claim], Coroutine[Any, Any, Any]]) -> None:
         if not self.claims:

@@ -14,9 +14,11 @@ from tests.conftest import Customer, new_customer
 from tests.helpers import create, wait_for_task
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-TASK_KEYS = {
+SEED_TASK_KEYS = {
     "id", "status", "model", "reserved_credits", "final_credits", "created_at", "updated_at", "result", "error",
 }
+TASK_KEYS = SEED_TASK_KEYS | {"priority", "started_at", "deadline_at"}
+"""Spec §3's task object, plus what the queue adds (the fair-queue issue): only additions."""
 
 
 async def test_create_returns_queued_task_with_reservation(client: httpx.AsyncClient, customer: Customer) -> None:
@@ -30,6 +32,7 @@ async def test_create_returns_queued_task_with_reservation(client: httpx.AsyncCl
     assert (task["reserved_credits"], task["final_credits"]) == (4, 0)
     assert ISO_MS.match(task["created_at"]) and ISO_MS.match(task["updated_at"])
     assert task["result"] is None and task["error"] is None
+    assert (task["priority"], task["started_at"], task["deadline_at"]) == ("normal", None, None)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,15 @@ HTTP_LATENCY = Histogram("sfumato_http_request_duration_seconds", "HTTP request 
 TASKS_CREATED = Counter("sfumato_tasks_created_total", "Tasks created.", ["model"])
 TASKS_ENDED = Counter("sfumato_tasks_ended_total", "Tasks that reached a terminal state.", ["model", "status"])
 QUEUE_DEPTH = Gauge("sfumato_tasks_in_state", "Tasks not yet ended, by state (read at scrape time).", ["status"])
+QUEUED = Gauge("sfumato_tasks_queued", "Tasks waiting in the queue, by model and priority (read at scrape time).",
+               ["model", "priority"])
+_WAIT_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+QUEUE_WAIT = Histogram("sfumato_task_queue_wait_seconds", "From create to a worker's claim (queued tasks; a "
+                       "task run at once by the synchronous door is not counted).", ["model"], buckets=_WAIT_BUCKETS)
+RUN_TIME = Histogram("sfumato_task_run_seconds", "From a worker's claim to the task's end, as that worker saw it.",
+                     ["model", "status"], buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900))
+DEADLINES = Counter("sfumato_tasks_deadline_exceeded_total", "Tasks ended by their Cancel-After deadline, by "
+                    "where they were (queued or running).", ["model", "state"])
 CREDITS = Counter("sfumato_credits_total", "Credits moved by the ledger.", ["movement"])
 PROVIDER_LATENCY = Histogram("sfumato_provider_seconds", "Provider call duration.", ["provider", "model"],
                              buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))

@@ -62,6 +62,11 @@ class TaskOut(BaseModel):
     updated_at: str = Field(examples=["2026-05-11T00:00:00.000Z"])
     result: ResultOut | None
     error: TaskError | None
+    priority: Literal["normal", "low"] = Field(
+        description="`low` is placed some turns of the queue behind `normal` tasks, then runs (it never starves).")
+    started_at: str | None = Field(description="When a worker took the task (its latest attempt); null while queued.")
+    deadline_at: str | None = Field(description="From `Cancel-After`: not done by then, the task ends `canceled` "
+                                    "with `deadline_exceeded`, refunded.")
 
 
 class TaskPage(BaseModel):
@@ -122,6 +127,9 @@ class TaskView:
             "reserved_credits": task.reserved_credits, "final_credits": task.final_credits,
             "created_at": iso_ms(task.created_at), "updated_at": iso_ms(task.updated_at),
             "result": result, "error": task.error,
+            "priority": task.priority,
+            "started_at": None if task.started_at is None else iso_ms(task.started_at),
+            "deadline_at": None if task.deadline_at is None else iso_ms(task.deadline_at),
         }
 
 

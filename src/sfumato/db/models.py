@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -46,6 +47,10 @@ class Account(Base):
     """Where the account's tasks are POSTed when they end, unless a task names its own URL."""
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
     """``whsec_…``: signs the account's webhooks (Standard Webhooks). Made on first use."""
+    queue_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The queue turn of this account's latest normal task (``tasks/queue.py``)."""
+    low_queue_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The queue turn of this account's latest low-priority task."""
 
 
 class ApiKey(Base):
@@ -92,8 +97,11 @@ class Task(Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')", name="status"
         ),
         CheckConstraint("final_credits <= reserved_credits", name="final_within_reserved"),
-        Index(None, "status", "created_at"),
+        CheckConstraint("priority IN ('normal', 'low')", name="priority"),
+        Index(None, "status", "queue_key", "created_at"),
         Index(None, "status", "lease_expires_at"),
+        Index(None, "status", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL"),
+              sqlite_where=text("deadline_at IS NOT NULL")),
         Index(None, "account_id", "created_at", "id"),
     )
 
@@ -124,6 +132,25 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
+    """``normal`` or ``low``: a low task's turn is ``SFUMATO_LOW_PRIORITY_AGEING`` turns behind
+    (``tasks/queue.py``)."""
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """``Cancel-After``: past it the task ends ``canceled`` (``deadline_exceeded``), refunded."""
+    queue_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Its turn in the queue (start-time fair queueing by account, ``tasks/queue.py``): claims
+    take the lowest first."""
+
+
+class QueueClock(Base):
+    """One row: the queue's virtual time, the highest turn a claim has started. A new task's
+    turn is at least this, so an account that was idle gets no backlog of turns to spend."""
+
+    __tablename__ = "queue_clock"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    virtual_time: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class IdempotencyKey(Base):

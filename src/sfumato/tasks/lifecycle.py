@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato.billing import ledger
@@ -19,6 +19,8 @@ from sfumato.tasks.status import Status, transition
 from sfumato.webhooks import outbox
 
 _ENDED = {"lease_token": None, "lease_expires_at": None}
+DEADLINE_EXCEEDED = {"code": "deadline_exceeded",
+                     "message": "The task was not done by its Cancel-After deadline; its credits were refunded."}
 
 
 async def succeed(
@@ -75,11 +77,13 @@ async def cancel(
     now: datetime,
     source: tuple[Status, ...],
     lease_token: str | None = None,
+    error: dict[str, str] | None = None,
 ) -> bool:
+    """``error``: why, when it was not the client's cancel (``DEADLINE_EXCEEDED``)."""
     won = await transition(
         session, task_id, source=source, target=Status.CANCELED, now=now, lease_token=lease_token,
         values={
-            "error": {"code": "canceled", "message": "The task was canceled."},
+            "error": error or {"code": "canceled", "message": "The task was canceled."},
             "final_credits": 0, "finished_at": now, **_ENDED,
         },
     )
@@ -89,6 +93,22 @@ async def cancel(
     await ledger.release(session, account_id, task_id, reserved, now)
     await outbox.enqueue(session, task_id, Status.CANCELED, now)
     return True
+
+
+async def expire_queued(session: AsyncSession, now: datetime, limit: int = 100) -> list[tuple[str, str, int]]:
+    """End queued tasks whose deadline has passed: ``canceled`` with ``deadline_exceeded``,
+    refunded. Each is a guarded transition, so when several processes notice the same task,
+    one ends it and the others write nothing. Returns ``(task_id, model, reserved)`` of those
+    this call ended."""
+    due = (await session.execute(
+        select(Task.id, Task.model, Task.reserved_credits)
+        .where(Task.status == Status.QUEUED.value, Task.deadline_at <= now).limit(limit)
+    )).all()
+    ended = []
+    for task_id, model, reserved in due:
+        if await cancel(session, task_id, now=now, source=(Status.QUEUED,), error=DEADLINE_EXCEEDED):
+            ended.append((task_id, model, reserved))
+    return ended
 
 
 async def requeue(session: AsyncSession, task_id: str, *, lease_token: str, now: datetime) -> Status | None:

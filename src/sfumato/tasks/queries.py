@@ -28,38 +28,46 @@ from sfumato import ids
 from sfumato.db.driver import Driver, Row, SqliteDriver, Steps, sqlite_sql, sqlite_value
 from sfumato.db.models import Task
 from sfumato.errors import InsufficientCredits, NotFound
+from sfumato.tasks import queue
 from sfumato.tasks.status import Status
 
 GET_PG = """
-SELECT id, account_id, model, status, reserved_credits, final_credits, created_at, updated_at, result, error
+SELECT id, account_id, model, status, reserved_credits, final_credits, created_at, updated_at, result, error,
+       priority, started_at, deadline_at
 FROM tasks WHERE id = $1 AND account_id = $2
 """
 GET_SQLITE = sqlite_sql(GET_PG)
 
+_PG_TURN = queue.take_turn_sql(priority="$14", ageing="$16", sqlite=False)
 CREATE_PG = """
 WITH debit AS (
-    UPDATE accounts SET balance = balance - $3 WHERE id = $2 AND balance >= $3 RETURNING balance
+    UPDATE accounts SET balance = balance - $3, """ + _PG_TURN[0] + """
+    FROM """ + queue.CLOCK + """ AS clock
+    WHERE id = $2 AND balance >= $3 RETURNING balance, """ + _PG_TURN[1] + """
 ), task AS (
     INSERT INTO tasks (id, account_id, model, prompt, params, reference_file_ids, request_id, status,
                        reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at,
-                       lease_token, lease_expires_at, started_at)
-    SELECT $1, $2, $4, $5, $6::jsonb, '[]'::jsonb, $7, $9, $3, 0, $10, false, $8, $8, $11, $12, $13 FROM debit
+                       lease_token, lease_expires_at, started_at, priority, deadline_at, queue_key)
+    SELECT $1, $2, $4, $5, $6::jsonb, '[]'::jsonb, $7, $9, $3, 0, $10, false, $8, $8, $11, $12, $13, $14, $15, turn
+    FROM debit
 ), entry AS (
     INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, created_at)
     SELECT $2, $1, 'reserve', -$3, balance, $8 FROM debit
 )
 SELECT balance, pg_notify('sfumato_task_queued', '') FROM debit
-"""
+"""  # noqa: S608 - composed of this module's constants only
 CREATE_RUNNING_PG = CREATE_PG.replace("pg_notify('sfumato_task_queued', '')", "pg_notify('sfumato_task_changed', $1)")
 """A task created already running (``NewTask.lease``) is no work for other workers: no wake-up."""
+_SQLITE_TURN = queue.take_turn_sql(priority="$3", ageing="$4", sqlite=True)
 DEBIT_SQLITE = sqlite_sql("""
-UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2 RETURNING balance
-""")
+UPDATE accounts SET balance = balance - $2, """ + _SQLITE_TURN[0] + """
+FROM """ + queue.CLOCK + """ AS clock
+WHERE id = $1 AND balance >= $2 RETURNING balance, """ + _SQLITE_TURN[1])
 INSERT_TASK_SQLITE = sqlite_sql("""
 INSERT INTO tasks (id, account_id, model, prompt, params, reference_file_ids, request_id, status,
                    reserved_credits, final_credits, attempts, cancel_requested, created_at, updated_at,
-                   lease_token, lease_expires_at, started_at)
-VALUES ($1, $2, $4, $5, $6, '[]', $7, $9, $3, 0, $10, 0, $8, $8, $11, $12, $13)
+                   lease_token, lease_expires_at, started_at, priority, deadline_at, queue_key)
+VALUES ($1, $2, $4, $5, $6, '[]', $7, $9, $3, 0, $10, 0, $8, $8, $11, $12, $13, $14, $15, $16)
 """)
 RESERVE_SQLITE = sqlite_sql("""
 INSERT INTO ledger_entries (account_id, task_id, kind, amount, balance_after, created_at)
@@ -84,6 +92,9 @@ class TaskRow:
     updated_at: datetime
     result: dict[str, Any] | None
     error: dict[str, Any] | None
+    priority: str = "normal"
+    started_at: datetime | None = None
+    deadline_at: datetime | None = None
 
 
 AnyTask = Task | TaskRow
@@ -96,6 +107,10 @@ def _time(value: Any) -> datetime:
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
+def _maybe_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
+
+
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
@@ -105,7 +120,8 @@ def task_row(row: Row) -> TaskRow:
         id=row["id"], account_id=row["account_id"], model=row["model"], status=row["status"],
         reserved_credits=int(row["reserved_credits"]), final_credits=int(row["final_credits"]),
         created_at=_time(row["created_at"]), updated_at=_time(row["updated_at"]),
-        result=_json(row["result"]), error=_json(row["error"]),
+        result=_json(row["result"]), error=_json(row["error"]), priority=row["priority"],
+        started_at=_maybe_time(row["started_at"]), deadline_at=_maybe_time(row["deadline_at"]),
     )
 
 
@@ -130,6 +146,10 @@ class NewTask:
     lease: tuple[str, datetime] | None = None
     """``(token, expires_at)``: created already claimed (``running``, attempt 1) under this lease,
     for a worker of this process that runs it at once (``Worker.run_now``); else ``queued``."""
+    priority: str = "normal"
+    deadline_at: datetime | None = None
+    ageing: int = queue.DEFAULT_AGEING
+    """How many turns a low-priority task is placed behind (``tasks/queue.py``)."""
 
     @property
     def status(self) -> Status:
@@ -137,24 +157,25 @@ class NewTask:
 
     def row(self) -> TaskRow:
         return TaskRow(self.id, self.account_id, self.model, self.status.value, self.price, 0, self.now, self.now,
-                       None, None)
+                       None, None, self.priority, None if self.lease is None else self.now, self.deadline_at)
 
-    def state(self) -> tuple[str, int, str | None, datetime | None, datetime | None]:
-        """``status, attempts, lease_token, lease_expires_at, started_at`` as the row holds them."""
+    def state(self) -> tuple[Any, ...]:
+        """``status, attempts, lease_token, lease_expires_at, started_at, priority, deadline_at``
+        as the row holds them."""
         if self.lease is None:
-            return Status.QUEUED.value, 0, None, None, None
-        return Status.RUNNING.value, 1, self.lease[0], self.lease[1], self.now
+            return Status.QUEUED.value, 0, None, None, None, self.priority, self.deadline_at
+        return Status.RUNNING.value, 1, self.lease[0], self.lease[1], self.now, self.priority, self.deadline_at
 
 
 def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
     now = sqlite_value(new.now)
-    found = conn.execute(DEBIT_SQLITE, (new.account_id, new.price)).fetchone()
+    found = conn.execute(DEBIT_SQLITE, (new.account_id, new.price, new.priority, new.ageing)).fetchone()
     if found is None:
         return None
-    balance = int(found[0])
+    balance, turn = int(found[0]), int(found[1])
     conn.execute(INSERT_TASK_SQLITE, (new.id, new.account_id, new.price, new.model, new.prompt,
                                       json.dumps(new.params), new.request_id, now,
-                                      *(sqlite_value(v) for v in new.state())))
+                                      *(sqlite_value(v) for v in new.state()), turn))
     conn.execute(RESERVE_SQLITE, (new.account_id, new.id, -new.price, balance, now))
     return balance
 
@@ -167,7 +188,7 @@ async def create_task(driver: Driver, new: NewTask) -> TaskRow:
     else:
         found = await driver.fetchrow(CREATE_PG if new.lease is None else CREATE_RUNNING_PG, new.id,
                                       new.account_id, new.price, new.model, new.prompt, json.dumps(new.params),
-                                      new.request_id, new.now, *new.state())
+                                      new.request_id, new.now, *new.state(), new.ageing)
         balance = None if found is None else int(found["balance"])
     if balance is None:
         if await driver.fetchrow(ACCOUNT_EXISTS_SQLITE if driver.is_sqlite else ACCOUNT_EXISTS,

@@ -24,7 +24,7 @@ from sfumato.db.models import IdempotencyKey, Task
 from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable
 from sfumato.files import references
 from sfumato.files.urls import MediaSigner
-from sfumato.tasks import lifecycle, queries
+from sfumato.tasks import lifecycle, queries, queue
 from sfumato.tasks.status import Status
 from sfumato.webhooks import service as webhooks
 from sfumato.worker.lease import Claim
@@ -44,6 +44,8 @@ def request_hash(request: TaskRequest) -> str:
     asked: dict[str, Any] = {"model": request.model.id, "prompt": request.prompt, "params": request.stored_params()}
     if request.webhook_url is not None:
         asked["webhook_url"] = request.webhook_url
+    if request.priority != "normal":
+        asked["priority"] = request.priority
     canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -80,25 +82,29 @@ async def create_task(
     *,
     idempotency_window: timedelta,
     signer: MediaSigner | None = None,
+    ageing: int = queue.DEFAULT_AGEING,
 ) -> Created:
+    """``ageing``: how many turns a low-priority task is placed behind (``tasks/queue.py``)."""
     key = request.client_request_id
     digest = request_hash(request)
     if key is not None:
         earlier = await _replay(session, account_id, key, digest, now, idempotency_window)
         if earlier is not None:
             return Created(earlier, created=False)
-    files = await references.resolve(session, account_id, request.references, now, signer)
+    files = await references.resolve(session, account_id, request.references, now, signer, request.model.references)
     task = Task(
         id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
         params=request.stored_params(), reference_file_ids=[f.id for f in files],
         status=Status.QUEUED.value, reserved_credits=request.price, final_credits=0,
         attempts=0, cancel_requested=False, created_at=now, updated_at=now,
         request_id=logs.request_id.get() or None, webhook_url=request.webhook_url,
+        priority=request.priority, deadline_at=deadline(request, now),
     )
     if request.webhook_url is not None:
         await webhooks.ensure_secret(session, account_id)
     try:
         async with session.begin_nested():
+            task.queue_key = await queue.take_turn(session, account_id, request.priority, ageing)
             session.add(task)
             await session.flush()
             if key is not None:
@@ -124,17 +130,23 @@ def is_plain(request: TaskRequest) -> bool:
     return request.client_request_id is None and not request.references and request.webhook_url is None
 
 
+def deadline(request: TaskRequest, now: datetime) -> datetime | None:
+    """When the task is canceled if not done (``Cancel-After``, counted from its creation)."""
+    return None if request.cancel_after is None else now + request.cancel_after
+
+
 def _new_task(account_id: str, request: TaskRequest, now: datetime,
-              lease: tuple[str, datetime] | None = None) -> queries.NewTask:
+              lease: tuple[str, datetime] | None = None, ageing: int = queue.DEFAULT_AGEING) -> queries.NewTask:
     return queries.NewTask(
         id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
         params=request.stored_params(), price=request.price, request_id=logs.request_id.get() or None, now=now,
-        lease=lease)
+        lease=lease, priority=request.priority, deadline_at=deadline(request, now), ageing=ageing)
 
 
-async def create_plain(driver: Driver, account_id: str, request: TaskRequest, now: datetime) -> queries.TaskRow:
+async def create_plain(driver: Driver, account_id: str, request: TaskRequest, now: datetime,
+                       ageing: int = queue.DEFAULT_AGEING) -> queries.TaskRow:
     """``create_task`` for a plain request (:func:`is_plain`), through the driver."""
-    return await queries.create_task(driver, _new_task(account_id, request, now))
+    return await queries.create_task(driver, _new_task(account_id, request, now, ageing=ageing))
 
 
 async def create_running(driver: Driver, account_id: str, request: TaskRequest, now: datetime,
@@ -145,7 +157,7 @@ async def create_running(driver: Driver, account_id: str, request: TaskRequest, 
     await queries.create_task(driver, new)
     return Claim(task_id=new.id, account_id=account_id, model=new.model, prompt=new.prompt, params=new.params,
                  reference_file_ids=[], reserved_credits=new.price, attempts=1, request_id=new.request_id,
-                 upstream_state=None, lease_token=lease[0])
+                 upstream_state=None, lease_token=lease[0], created_at=now, deadline_at=new.deadline_at)
 
 
 async def get_task(session: AsyncSession, account_id: str, task_id: str) -> Task:

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sfumato import logs
+from sfumato import logs, metrics
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, PgListener, notify
 from sfumato.deps import Deps
 from sfumato.tasks import lifecycle
@@ -56,10 +56,14 @@ class Worker:
         free = self._free()
         if free <= 0:
             return 0, 0
-        claims = await lease.claim_through(self.deps.db.driver, free, self.deps.clock.now(), self.deps.lease)
+        settings, now = self.deps.settings, self.deps.clock.now()
+        claims = await lease.claim_through(self.deps.db.driver, free, now, self.deps.lease,
+                                           cap=settings.account_concurrency)
         if claims:
             self.deps.db.announce({c.task_id for c in claims})
         for claim in claims:
+            if claim.created_at is not None:
+                metrics.QUEUE_WAIT.labels(claim.model).observe(max(0.0, (now - claim.created_at).total_seconds()))
             self._start(claim)
         return len(claims), free
 
@@ -80,9 +84,10 @@ class Worker:
         transaction) and returns its claim. From then on it is a claimed task like any other:
         heartbeat, finish, cancel, hand-back on stop, recovery when this process dies.
 
-        ``None``, having called nothing, when no slot is free or the worker is stopping: the
+        ``None``, having called nothing, when no slot is free, the worker is stopping, or accounts
+        have a concurrency cap (only the queue's claim counts an account's running tasks): the
         caller queues the task as usual. Whatever ``create`` raises (no credits) propagates."""
-        if self._stopping or self._free() <= 0:
+        if self._stopping or self._free() <= 0 or self.deps.settings.account_concurrency is not None:
             return None
         self._promised += 1
         try:

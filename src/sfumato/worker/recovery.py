@@ -46,9 +46,24 @@ async def recover_expired_leases(deps: Deps) -> tuple[int, int]:
     return requeued, ended
 
 
+async def end_missed_deadlines(deps: Deps) -> int:
+    """Queued tasks past their ``Cancel-After`` deadline end ``canceled`` (``deadline_exceeded``),
+    refunded; whichever process gets there first ends each, once. (A running one is stopped by
+    its own run's timer; one whose worker died is requeued here and ended on the next round.)"""
+    async with deps.db.write() as session:
+        ended = await lifecycle.expire_queued(session, deps.clock.now())
+    for _task_id, model, reserved in ended:
+        metrics.task_ended(model, Status.CANCELED, reserved, 0)
+        metrics.DEADLINES.labels(model, "queued").inc()
+    if ended:
+        log.info("ended %d queued task(s) past their deadline, refunded", len(ended))
+    return len(ended)
+
+
 async def maintain(deps: Deps) -> None:
     """One round of upkeep; the worker calls it at start-up and then periodically."""
     await recover_expired_leases(deps)
+    await end_missed_deadlines(deps)
     async with deps.db.write() as session:
         await purge_idempotency_keys(session, deps.clock.now(), deps.idempotency_window)
     await purge_files(deps)

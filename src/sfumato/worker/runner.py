@@ -31,6 +31,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato import metrics
+from sfumato.catalog.options import OPTIONS_KEY, RequestOptions
 from sfumato.db.models import StoredFile, Task
 from sfumato.deps import Deps
 from sfumato.files.outputs import media_entry, write_outputs
@@ -76,7 +77,8 @@ class Ended:
 
 class TaskRun:
     """One claimed task in flight. ``stop(reason)`` ends its provider call early: ``"cancel"``
-    (the client asked; the task ends canceled and refunded) or ``"lease_lost"`` (someone else
+    (the client asked; the task ends canceled and refunded), ``"deadline"`` (its ``Cancel-After``
+    passed; canceled with ``deadline_exceeded``, refunded) or ``"lease_lost"`` (someone else
     owns the task now; this run writes nothing more)."""
 
     def __init__(self, deps: Deps, claim: Claim):
@@ -88,6 +90,7 @@ class TaskRun:
         """Set when this run's finishing write won (succeeded or failed); ``None`` if the task was
         canceled, ended elsewhere, or handed back: then only the database knows how it ended."""
         self.finished = asyncio.Event()
+        self._began = time.perf_counter()
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -141,15 +144,21 @@ class TaskRun:
             raise ProviderError("model_unavailable", f"The model {claim.model} is no longer served.")
         params = {k: v for k, v in claim.params.items() if isinstance(v, str)}
         job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim),
-                  request_id=claim.request_id or "", resume=claim.upstream_state, checkpoint=self._checkpoint)
+                  request_id=claim.request_id or "", resume=claim.upstream_state, checkpoint=self._checkpoint,
+                  options=RequestOptions.from_stored(claim.params.get(OPTIONS_KEY)))
         provider = deps.providers.for_model(claim.model)
         self._work = asyncio.create_task(provider.run(job))
+        loop = asyncio.get_running_loop()
+        deadline = None
+        if claim.deadline_at is not None:
+            left = (claim.deadline_at - deps.clock.now()).total_seconds()
+            deadline = loop.call_later(max(0.0, left), self.stop, "deadline")
         if self.stop_reason is not None:
             self._work.cancel()
         # The heartbeat task starts at the first beat: most calls end before it (a task and its
         # cancellation per call cost more than a timer).
         beats: list[asyncio.Task[None]] = []
-        first = asyncio.get_running_loop().call_later(
+        first = loop.call_later(
             deps.settings.lease_seconds / 3, lambda: beats.append(asyncio.create_task(self._heartbeat(first=True))))
         started = time.perf_counter()
         try:
@@ -161,6 +170,8 @@ class TaskRun:
         finally:
             metrics.PROVIDER_LATENCY.labels(provider.name, claim.model).observe(time.perf_counter() - started)
             first.cancel()
+            if deadline is not None:
+                deadline.cancel()
             for beat in beats:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -173,10 +184,12 @@ class TaskRun:
             current = asyncio.current_task()
             if (current is not None and current.cancelling()) or self.stop_reason is None:
                 raise  # the worker itself is stopping: it hands the task back
-            if self.stop_reason == "cancel":
-                await self._end(Status.CANCELED, lambda s: lifecycle.cancel(
-                    s, self.claim.task_id, now=self.deps.clock.now(), source=(Status.RUNNING,),
-                    lease_token=self.claim.lease_token))
+            if self.stop_reason in ("cancel", "deadline"):
+                error = lifecycle.DEADLINE_EXCEEDED if self.stop_reason == "deadline" else None
+                if await self._end(Status.CANCELED, lambda s: lifecycle.cancel(
+                        s, self.claim.task_id, now=self.deps.clock.now(), source=(Status.RUNNING,),
+                        lease_token=self.claim.lease_token, error=error)) and error is not None:
+                    metrics.DEADLINES.labels(self.claim.model, "running").inc()
             else:
                 log.warning("lost the lease on %s; another worker owns it now", self.claim.task_id)
             return
@@ -229,6 +242,7 @@ class TaskRun:
         won = await self._commit(finish)
         if won:
             metrics.task_ended(self.claim.model, status, self.claim.reserved_credits, 0)
+            metrics.RUN_TIME.labels(self.claim.model, status.value).observe(time.perf_counter() - self._began)
         else:
             log.info("task %s was ended elsewhere first", self.claim.task_id)
         return won
@@ -260,6 +274,7 @@ class TaskRun:
         try:
             won = await self._retried(finish)
             metrics.task_ended(claim.model, Status.SUCCEEDED, claim.reserved_credits, claim.reserved_credits)
+            metrics.RUN_TIME.labels(claim.model, Status.SUCCEEDED.value).observe(time.perf_counter() - self._began)
             self.ended = Ended(Status.SUCCEEDED, claim.reserved_credits, result=result,
                                images={f.id: image.data for f, image in zip(files, outputs.images, strict=True)})
         except queries.LeaseLost:

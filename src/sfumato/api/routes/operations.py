@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from sfumato.api.dependencies import DepsDep
 from sfumato.db.models import Task
-from sfumato.metrics import QUEUE_DEPTH
+from sfumato.metrics import QUEUE_DEPTH, QUEUED
 from sfumato.tasks.status import Status
 
 router = APIRouter(tags=["operations"])
@@ -59,10 +59,17 @@ async def readyz(request: Request, deps: DepsDep) -> JSONResponse:
             responses={200: {"content": {"text/plain": {}}}})
 async def metrics(deps: DepsDep) -> Response:
     async with deps.db.read() as session:
-        counts = dict((await session.execute(
-            select(Task.status, func.count()).where(Task.status.in_([Status.QUEUED.value, Status.RUNNING.value]))
-            .group_by(Task.status)
-        )).all())
-    for status in (Status.QUEUED, Status.RUNNING):
-        QUEUE_DEPTH.labels(status.value).set(counts.get(status.value, 0))
+        rows = (await session.execute(
+            select(Task.status, Task.model, Task.priority, func.count())
+            .where(Task.status.in_([Status.QUEUED.value, Status.RUNNING.value]))
+            .group_by(Task.status, Task.model, Task.priority)
+        )).all()
+    counts = dict.fromkeys((Status.QUEUED.value, Status.RUNNING.value), 0)
+    QUEUED.clear()  # a model or priority with nothing queued any more reads as absent, not stale
+    for status, model, priority, n in rows:
+        counts[status] += n
+        if status == Status.QUEUED.value:
+            QUEUED.labels(model, priority).set(n)
+    for status_name, n in counts.items():
+        QUEUE_DEPTH.labels(status_name).set(n)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

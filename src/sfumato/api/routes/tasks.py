@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from sfumato.catalog import validate_task_request
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, ValidationFailed
-from sfumato.tasks import queries, service, watch
+from sfumato.tasks import deadline, queries, service, watch
 from sfumato.tasks.status import TERMINAL, Status
 from sfumato.webhooks.urls import destination_problem
 
@@ -40,7 +41,20 @@ def view(deps: Deps, request: Request) -> TaskView:
     status_code=202,
     response_model=TaskOut,
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": task_create_body(BUILTIN_CATALOG, DEFAULT_PROMPT_CAP)}}}},
+        "application/json": {"schema": task_create_body(BUILTIN_CATALOG, DEFAULT_PROMPT_CAP)}}},
+        "parameters": [{
+            "name": deadline.HEADER, "in": "header", "required": False,
+            "description": "A deadline counted from creation (`30s`, `5m`, `1h30m`; a bare number is seconds): "
+                           "not done by then, the task ends `canceled` with `deadline_exceeded`, refunded. "
+                           "Format `sfumato-duration`: between SFUMATO_CANCEL_AFTER_MIN_SECONDS (5) and "
+                           "SFUMATO_CANCEL_AFTER_MAX_SECONDS (86400) seconds; outside them, 422.",
+            "schema": {"type": "string", "format": "sfumato-duration", "pattern": deadline.PATTERN,
+                       "maxLength": 40, "examples": ["30s", "5m"]},
+        }, {
+            "name": "Prefer", "in": "header", "required": False,
+            "description": "`wait=N`: hold the answer up to N seconds (capped) for the task to end.",
+            "schema": {"type": "string", "examples": ["wait=30"]},
+        }]},
     responses={
         200: {"model": TaskOut, "description": "Replay: the task an earlier request with this client_request_id "
               "made; or, with `Prefer: wait=N`, the task once it ended within N seconds."},
@@ -51,17 +65,21 @@ def view(deps: Deps, request: Request) -> TaskView:
 async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
     body = await json_body(request)
     task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
+    if (header := request.headers.get(deadline.HEADER)) is not None:
+        task_request = replace(task_request, cancel_after=deadline.cancel_after(
+            header, least=deps.settings.cancel_after_min_seconds, most=deps.settings.cancel_after_max_seconds))
     if task_request.webhook_url and (refused := destination_problem(task_request.webhook_url,
                                                                      deps.settings.webhook_allow_private)):
         raise ValidationFailed(details=[FieldError("webhook_url", refused)])
     if service.is_plain(task_request):
         outcome = service.Created(await service.create_plain(deps.db.driver, who.account_id, task_request,
-                                                             deps.clock.now()), created=True)
+                                                             deps.clock.now(), deps.settings.low_priority_ageing),
+                                  created=True)
     else:
         async with deps.db.write() as session:
             outcome = await service.create_task(
                 session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window,
-                signer=deps.signer,
+                signer=deps.signer, ageing=deps.settings.low_priority_ageing,
             )
             if outcome.created:
                 await notify(session, TASK_QUEUED)
