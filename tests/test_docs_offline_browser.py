@@ -8,7 +8,6 @@ Skipped, with the reason, when Playwright or Chromium is missing (``.ci/install-
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +19,10 @@ from tests.processes import Processes
 
 playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="playwright is not installed (pip install -e '.[dev]')")
-from tests.test_playground_browser import TIMEOUT_MS, chromium_path  # noqa: E402  (after the skip)
+from tests import test_playground_browser  # noqa: E402  (after the skip)
+
+TIMEOUT_MS = test_playground_browser.TIMEOUT_MS
+browser = test_playground_browser.browser  # the playground's module-scoped Chromium fixture, shared
 
 expect = playwright_api.expect
 Page = playwright_api.Page
@@ -33,19 +35,6 @@ REDOCLY_LOGO = "img-src https://cdn.redoc.ly/redoc/logo-mini.svg"
 RECORD_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (event) => {
   (window.__violations = window.__violations || []).push(`${event.violatedDirective} ${event.blockedURI}`);
 });"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium not found (apt-get install -y chromium, or .ci/install-chromium; "
-                    "or set SFUMATO_TEST_CHROMIUM)")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # no user namespaces for root in a container
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=args)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

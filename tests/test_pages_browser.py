@@ -8,7 +8,6 @@ font is installed (``.ci/install-chromium`` installs chromium and fonts-thai-tlw
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -22,7 +21,10 @@ from tests.processes import Processes
 
 playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="playwright is not installed (pip install -e '.[dev]')")
-from tests.test_playground_browser import TIMEOUT_MS, chromium_path  # noqa: E402  (after the skip)
+from tests import test_playground_browser  # noqa: E402  (after the skip)
+
+TIMEOUT_MS = test_playground_browser.TIMEOUT_MS
+browser = test_playground_browser.browser  # the playground's module-scoped Chromium fixture, shared
 
 Page = playwright_api.Page
 pytestmark = pytest.mark.slow
@@ -46,19 +48,6 @@ MARK_THAI_ONLY = """() => {
   marked.forEach((e, i) => e.setAttribute("data-thai-probe", String(i)));
   return marked.length;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium not found (apt-get install -y chromium, or .ci/install-chromium; "
-                    "or set SFUMATO_TEST_CHROMIUM)")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # no user namespaces for root in a container
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=args)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
