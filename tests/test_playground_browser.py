@@ -317,6 +317,37 @@ def test_progress_falls_back_to_polling_without_the_events_stream(page: Page) ->
     expect(page.locator("#progress .job")).to_have_count(0)
 
 
+WATCH_PREVIEWS = """() => {
+  window.seen = [];
+  const note = (what, detail) => window.seen.push({ what, ...detail, at: performance.now() });
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      const target = change.target;
+      if (change.type === "attributes" && target.matches("img.preview") && target.src) {
+        const width = Number(target.getAttribute("width"));
+        note("preview", { index: Number(target.dataset.index), width, shown: !target.hidden });
+      }
+      for (const added of change.addedNodes || []) {
+        if (added.nodeType === 1 && added.matches("#gallery > li")) note("result", {});
+      }
+    }
+  }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["src"] });
+}"""
+
+
+def test_each_preview_shows_before_the_result(page: Page) -> None:
+    """gpt-image-1-5 asks for two previews (its catalog default); the sandbox streams them."""
+    page.evaluate(WATCH_PREVIEWS)
+    page.get_by_label("Model").select_option("gpt-image-1-5")
+    page.get_by_label("Prompt", exact=True).fill("Previews first, then the picture")
+    generate(page)
+    seen = page.evaluate("window.seen")
+    previews = [s for s in seen if s["what"] == "preview"]
+    result = next(s for s in seen if s["what"] == "result")
+    assert [p["index"] for p in previews] == [0, 1], seen
+    assert all(p["shown"] and p["width"] == 1024 and p["at"] < result["at"] for p in previews), seen
+
+
 def test_phone_screen_with_the_key_from_the_demo_link(browser: Any, server: tuple[str, str], shots: Path) -> None:
     url, key = server
     context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=url, is_mobile=True,

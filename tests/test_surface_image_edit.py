@@ -119,3 +119,30 @@ async def test_stream_true_sends_status_events_then_the_envelope(make_deps: Call
     assert {d["task_status"] for e, d in events if e == "status"} >= {"succeeded"}
     final = events[-1][1]
     assert final["code"] == 0 and final["data"]["task_status"] == "succeeded" and len(final["data"]["urls"]) == 1
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+async def test_stream_sends_the_asked_partial_images_before_the_final_envelope(
+        make_deps: Callable[..., Any], count: int) -> None:
+    deps = await make_deps(sandbox_latency_ms="80")
+    async with serve(deps) as client:
+        who = await new_customer(deps, credits=50)
+        body = {"images": [{"image_url": data_url()}], "prompt": "x", "model": "gpt-image-1.5", "stream": True,
+                "partial_images": count, "output_format": "webp", "size": "1536x1024"}
+        events = []
+        async with aconnect_sse(client, "POST", PATH, json=body, headers=who.headers) as source:
+            async for event in source.aiter_sse():
+                events.append((event.event, json.loads(event.data)))
+        partials = [data for name, data in events if name == "image_edit.partial_image"]
+        shown = [(await client.get(p["data"]["urls"][0])).content for p in partials]
+    names = [name for name, _ in events if name != "status"]
+    assert names == ["image_edit.partial_image"] * count + ["image_edit.completed"]
+    assert [p["data"]["partial_image_index"] for p in partials] == list(range(count))
+    assert all(p["code"] == 0 and p["message"] == "partial" and p["data"]["task_status"] == "running"
+               for p in partials)
+    for data in shown:
+        with Image.open(io.BytesIO(data)) as image:
+            assert (image.format, image.size) == ("WEBP", (1536, 1024))
+    final = events[-1][1]["data"]
+    assert final["task_status"] == "succeeded" and len(final["urls"]) == 1 and final["usage"]["images"] == 1
+    assert (await audit(deps, who.account_id)).balance == 50 - 4  # previews are not billed

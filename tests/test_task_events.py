@@ -93,3 +93,48 @@ async def test_the_client_waits_on_the_stream(make_deps: Callable[..., Any]) -> 
         statuses: list[str] = []
         task = await client.generate("qwen-image", "a fox", on_update=lambda t: statuses.append(t.status), timeout=20)
     assert task.status == "succeeded" and statuses[-1] == "succeeded"
+
+
+async def _story(client: httpx.AsyncClient, path: str, headers: dict[str, str], *, stop_at: str | None = None
+                 ) -> list[tuple[str, str, dict[str, Any]]]:
+    seen = []
+    async with aconnect_sse(client, "GET", path, headers=headers) as source:
+        async for event in source.aiter_sse():
+            seen.append((event.id, event.event, json.loads(event.data)))
+            if event.event == stop_at:
+                break  # the client goes away here
+    return seen
+
+
+async def test_previews_come_as_partial_events_while_it_runs_and_a_reconnect_loses_none(
+        make_deps: Callable[..., Any]) -> None:
+    """gpt-image-1-5's catalog default is two previews; the sandbox paces them through its
+    latency. A client that drops after the first one and comes back with its id gets the rest."""
+    deps = await make_deps(sandbox_latency_ms="900")
+    who = await new_customer(deps)
+    async with live(deps) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:  # a real stream
+        task = (await create(client, who, model="gpt-image-1-5")).json()
+        path = f"/api/v1/tasks/{task['id']}/events"
+        first = await asyncio.wait_for(_story(client, path, who.headers, stop_at="partial"), 20)
+        assert first[-1][2]["task_id"] == task["id"]
+        running = (await client.get(f"/api/v1/tasks/{task['id']}", headers=who.headers)).json()
+        rest = await asyncio.wait_for(_story(client, path, {**who.headers, "Last-Event-ID": first[-1][0]}), 20)
+        previews = [data for _, event, data in first + rest if event == "partial"]
+        pictures = [(await client.get(p["url"])).content for p in previews]
+        final = (await client.get(rest[-1][2]["result"]["media"][0]["url"])).content
+    assert running["status"] == "running"  # the first preview came before the end
+    assert [(i, e) for i, e, _ in first] == [("1", "status"), ("2", "status"), ("3", "partial")]
+    assert [(i, e) for i, e, _ in rest] == [("4", "partial"), ("5", "status")]
+    assert rest[-1][2]["status"] == "succeeded" and len(rest[-1][2]["result"]["media"]) == 1
+    assert [(p["index"], p["width"], p["height"], p["mimeType"]) for p in previews] == [
+        (0, 1024, 1024, "image/png"), (1, 1024, 1024, "image/png")]
+    assert len({*pictures, final}) == 3 and all(p.startswith(b"\x89PNG") for p in pictures)
+
+
+async def test_a_model_without_previews_tells_only_its_statuses(make_deps: Callable[..., Any]) -> None:
+    deps = await make_deps(sandbox_latency_ms="50")
+    async with serve(deps) as client:
+        who = await new_customer(deps)
+        task = (await create(client, who, model="google-imagen4")).json()
+        story = await asyncio.wait_for(_story(client, f"/api/v1/tasks/{task['id']}/events", who.headers), 20)
+    assert [e for _, e, _ in story] == ["status"] * 3

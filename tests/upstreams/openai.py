@@ -1,20 +1,29 @@
 """Fake OpenAI Images API (shared/upstreams.md §1): generations (JSON) and edits (multipart, or
 the JSON edit body of §1.3). It records what it received and answers in the format asked: the
 ``output_format``, an alpha channel for ``background: transparent``, and ``output_compression``
-as the encoder's quality (a textured picture then, so that compression changes the size)."""
+as the encoder's quality (a textured picture then, so that compression changes the size).
+
+With ``stream`` (``true`` in JSON, ``"true"`` in a form) it answers OpenAI's image event stream
+(§1.5): ``partial_images`` ``….partial_image`` events, then ``….completed`` with ``usage``.
+``stream_fault`` breaks it the ways a stream breaks: ``"cut"`` ends the body after the partial
+images without a completed event, ``"error"`` sends an ``error`` event after the first one,
+``"refused"`` an ``error`` event with ``moderation_blocked``, ``"drop"`` breaks the connection
+after the partial images."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.upstreams.server import FakeServer, image_bytes
@@ -58,6 +67,7 @@ class FakeOpenAI(FakeServer):
     def __init__(self, key: str = "sk-test-openai") -> None:
         self.key = key
         self.requests: list[dict[str, Any]] = []
+        self.stream_fault: str | None = None
         super().__init__()
 
     def app(self) -> Starlette:
@@ -80,6 +90,10 @@ class FakeOpenAI(FakeServer):
             return f"Invalid value for 'quality': {body['quality']}"
         if not 1 <= int(body.get("n", 1)) <= 10:
             return "Invalid 'n'"
+        if body.get("stream", False) not in (True, False, "true", "false"):
+            return "Invalid 'stream'"
+        if str(body.get("partial_images", 0)) not in ("0", "1", "2", "3"):
+            return "Invalid 'partial_images': 0 to 3."
         return self.check_options(body)
 
     def check_options(self, body: dict[str, Any]) -> str | None:
@@ -99,7 +113,7 @@ class FakeOpenAI(FakeServer):
             return "Invalid 'user'"
         return None
 
-    def answer(self, body: dict[str, Any]) -> JSONResponse:
+    def answer(self, body: dict[str, Any]) -> Response:
         if "forbidden" in body["prompt"]:
             return error(400, "Your request was rejected by the safety system.", "moderation_blocked",
                          "image_generation_user_error")
@@ -116,15 +130,47 @@ class FakeOpenAI(FakeServer):
                  "input_tokens_details": {"text_tokens": 10, "image_tokens": 40}}
         used = body.get("quality", "auto")
         used = "medium" if used == "auto" else used  # the answer names the quality used: low|medium|high
+        if body.get("stream") in (True, "true"):
+            echo = {"size": size, "quality": used, "background": "transparent" if transparent else "opaque",
+                    "output_format": fmt}
+            kind = "image_edit" if "images" in body or "image[]" in body.get("_parts", ()) else "image_generation"
+            return StreamingResponse(self.events(kind, body, made, echo, usage), media_type="text/event-stream",
+                                     headers={"x-request-id": "req_fake"})
         return JSONResponse({"created": int(time.time()), "data": data,
                              "background": "transparent" if transparent else "opaque",
                              "output_format": fmt, "size": size, "quality": used,
                              "usage": usage}, headers={"x-request-id": "req_fake"})
 
+    async def events(self, kind: str, body: dict[str, Any], made: bytes, echo: dict[str, Any],
+                     usage: dict[str, Any]) -> AsyncIterator[bytes]:
+        def event(name: str, data: dict[str, Any]) -> bytes:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        with Image.open(io.BytesIO(made)) as final:
+            width, height = final.size
+        for index in range(int(body.get("partial_images", 0))):
+            coarse = image_bytes(width, height, echo["output_format"])
+            yield event(f"{kind}.partial_image", {"type": f"{kind}.partial_image", "b64_json": base64.b64encode(
+                coarse).decode(), "created_at": int(time.time()), "partial_image_index": index, **echo})
+            if self.stream_fault in ("error", "refused"):
+                code = "moderation_blocked" if self.stream_fault == "refused" else "server_error"
+                yield event("error", {"type": "error", "error": {
+                    "message": "The safety system refused the image." if code == "moderation_blocked"
+                    else "The server had an error while processing your request.",
+                    "type": "image_generation_user_error" if code == "moderation_blocked" else "server_error",
+                    "param": None, "code": code}})
+                return
+        if self.stream_fault == "cut":
+            return
+        if self.stream_fault == "drop":  # the connection breaks mid-body (uvicorn aborts the chunked answer)
+            raise ConnectionResetError("the fake drops the stream")
+        yield event(f"{kind}.completed", {"type": f"{kind}.completed", "b64_json": base64.b64encode(made).decode(),
+                                          "created_at": int(time.time()), **echo, "usage": usage})
+
     def authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.key}"
 
-    async def generations(self, request: Request) -> JSONResponse:
+    async def generations(self, request: Request) -> Response:
         if not self.authorized(request):
             return error(401, self.refuse("Incorrect API key provided"), "invalid_api_key")
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
@@ -137,7 +183,7 @@ class FakeOpenAI(FakeServer):
             return error(400, self.refuse(problem))
         return self.answer(body)
 
-    async def edits(self, request: Request) -> JSONResponse:
+    async def edits(self, request: Request) -> Response:
         if not self.authorized(request):
             return error(401, self.refuse("Incorrect API key provided"), "invalid_api_key")
         if request.headers.get("content-type", "").split(";")[0] == "application/json":
@@ -153,9 +199,9 @@ class FakeOpenAI(FakeServer):
         problem = self.check_edit(names, files, body)
         if problem:
             return error(400, self.refuse(problem))
-        return self.answer(body)
+        return self.answer({**body, "_parts": names})
 
-    async def json_edit(self, request: Request) -> JSONResponse:
+    async def json_edit(self, request: Request) -> Response:
         """The JSON edit body (§1.3, GPT image models only): ``images`` as ``{image_url}`` (an https
         or ``data:`` URL) or ``{file_id}``, exactly one each."""
         body = await request.json()

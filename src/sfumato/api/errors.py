@@ -43,9 +43,29 @@ def openai_error(status: int, code: str, message: str, details: list[FieldError]
         kind = "authentication_error"
     elif status == 429:
         kind = "rate_limit_error"
-    text = "; ".join([message, *(f"{d.field}: {d.message}" for d in details or [])])
-    param = details[0].field.removeprefix("params.") if details else None
-    return {"error": {"message": text, "type": kind, "param": param, "code": code}}
+    param = _openai_param(details[0].field) if details else None
+    return {"error": {"message": openai_message(message, details or []), "type": kind, "param": param, "code": code}}
+
+
+def _openai_param(field: str) -> str:
+    return field.removeprefix("params.")
+
+
+def _lower_first(text: str) -> str:
+    """``The prompt …`` → ``the prompt …`` after a colon; ``PNG …`` stays."""
+    return text[:1].lower() + text[1:] if text[:1].isupper() and not text[1:2].isupper() else text
+
+
+def openai_message(message: str, details: list[FieldError]) -> str:
+    """OpenAI's ``message``: one or a few sentences naming the fields. ``message`` as it is where it
+    already says every detail (the OpenAI door's refusals do); else each detail as a sentence,
+    ``Invalid value for 'size': …``, after ``message`` unless that is only the generic one."""
+    untold = [d for d in details if d.message.casefold() not in message.casefold()]
+    if not untold:
+        return message
+    said = [] if message == ValidationFailed.default_message else [message]
+    told = [f"Invalid value for '{_openai_param(d.field)}': {_lower_first(d.message)}" for d in untold]
+    return " ".join(dict.fromkeys([*said, *told]))
 
 
 def envelope(
@@ -92,10 +112,14 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method any route serves on this path: Starlette names only the first route's."""
+    """Every method any route serves on this path: Starlette names only the first route's. A
+    path a route names literally (``/api/v1/tasks/quote``) is that route's alone, not also a
+    template's that would take it as a parameter (``/api/v1/tasks/{task_id}``, a 404 there)."""
     path = request.url.path
     table: list[tuple[re.Pattern[str], set[str]]] = request.app.state.route_methods
-    return ", ".join(sorted({m for regex, methods in table if regex.match(path) for m in methods}))
+    hits = [(regex, methods) for regex, methods in table if regex.match(path)]
+    literal = [hit for hit in hits if not hit[0].groupindex]
+    return ", ".join(sorted({m for _, methods in (literal or hits) for m in methods}))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -84,7 +84,7 @@ class FileOut(BaseModel):
     bytes: int
     width: int | None
     height: int | None
-    purpose: Literal["upload", "output"]
+    purpose: Literal["upload", "output", "preview"]
     created_at: str
     expires_at: str | None
     duration_seconds: float | None = None
@@ -101,6 +101,52 @@ class AccountOut(BaseModel):
     id: str
     name: str
     balance: int
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    task_id: str | None = Field(description="The task the credits moved for; null for a grant.")
+    kind: str = Field(description="`grant`, `reserve` (a task's price held), `settle` (the hold became the charge "
+                      "in its note), `release` (held credits given back) or `refund`.", examples=["reserve"])
+    amount: int = Field(description="The change to the balance: negative for a reservation.")
+    balance_after: int
+    note: str | None
+    created_at: str = Field(examples=["2026-05-11T00:00:00.000Z"])
+
+
+class LedgerPageOut(BaseModel):
+    data: list[LedgerEntryOut]
+    next_cursor: str | None
+    has_more: bool
+
+
+class UsageTasksOut(BaseModel):
+    succeeded: int
+    failed: int
+    canceled: int
+    queued: int
+    running: int
+
+
+class UsageRowOut(BaseModel):
+    day: str = Field(description="A UTC day, `YYYY-MM-DD`: tasks created on it, credits moved on it.",
+                     examples=["2026-05-11"])
+    model: str
+    tasks: UsageTasksOut = Field(description="Tasks created that day, by their status now.")
+    credits_charged: int = Field(description="Charges made final that day (`settle` entries).")
+    credits_refunded: int = Field(description="Credits given back that day (`release` and `refund` entries).")
+
+
+class UsageOut(BaseModel):
+    data: list[UsageRowOut]
+    from_: str = Field(alias="from", examples=["2026-05-01"])
+    to: str = Field(examples=["2026-05-30"])
+
+
+class QuoteOut(BaseModel):
+    model: str
+    params: dict[str, Any] = Field(description="As the task would keep them: normalised, defaults applied.")
+    price: int = Field(description="The credits a create of this body would reserve now.")
 
 
 class TaskView:

@@ -44,6 +44,10 @@ class RequestOptions(BaseModel):
     input_fidelity: Literal["high", "low"] | None = None
     moderation: Literal["auto", "low"] | None = None
     user: str | None = None
+    partial_images: int | None = Field(default=None, ge=0, le=3)
+    """Set by a door that streams (the client's ``partial_images``; 0 when it does not stream);
+    ``None``: the model's catalog default (``ModelSpec.partial_images``). Not read by
+    :func:`read_options`: each door decides it from its own ``stream`` field."""
 
     @property
     def transparent(self) -> bool:
@@ -52,6 +56,14 @@ class RequestOptions(BaseModel):
     def stored(self) -> dict[str, Any]:
         """As kept in the task's params (only what was asked)."""
         return self.model_dump(exclude_none=True)
+
+    def image_options(self) -> dict[str, Any]:
+        """What was asked that changes the final picture (all but ``partial_images``)."""
+        return self.model_dump(exclude_none=True, exclude={"partial_images"})
+
+    def previews_for(self, spec: ModelSpec) -> int:
+        """How many partial images to ask for: the door's choice, else the model's default."""
+        return spec.partial_images if self.partial_images is None else self.partial_images
 
     @classmethod
     def from_stored(cls, raw: Any) -> RequestOptions:

@@ -135,6 +135,10 @@ class ModelSpec(_Spec):
     references: ReferenceRules | None = None
     output: OutputSpec
     request_options: RequestOptionRules = RequestOptionRules()
+    partial_images: int = Field(default=0, ge=0, le=3)
+    """How many partial images (previews) a task of this model asks for when the task API made
+    it (the doors that stream take the client's ``partial_images``): shown as ``partial`` task
+    events while it runs. Only routes whose upstream streams make them; never billed."""
     upstream: LocalizedText | None = None
 
     @model_validator(mode="after")

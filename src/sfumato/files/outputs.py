@@ -7,6 +7,7 @@ from typing import Any
 
 from sfumato import ids
 from sfumato.db.models import StoredFile
+from sfumato.files.previews import PURPOSE as PREVIEW
 from sfumato.providers.base import OutputImage
 from sfumato.storage import Storage
 
@@ -39,6 +40,21 @@ async def write_outputs(
             created_at=now, expires_at=now + retention,
         ))
     return files
+
+
+async def write_preview(storage: Storage, account_id: str, task_id: str, index: int, image: OutputImage,
+                        now: datetime, retention: timedelta) -> StoredFile:
+    """Write one partial image (a preview) like an output, as a ``preview`` file: kept as long
+    as the outputs, never part of the result, never billed."""
+    file_id = ids.file_id()
+    ext = EXTENSIONS.get(image.mime_type, "bin")
+    key = f"outputs/{account_id}/{file_id}.{ext}"
+    await storage.put(key, image.data)
+    return StoredFile(
+        id=file_id, account_id=account_id, task_id=task_id, purpose=PREVIEW, kind="image",
+        name=f"{task_id}-preview-{index}.{ext}", mime_type=image.mime_type, bytes=len(image.data),
+        width=image.width, height=image.height, storage_key=key, created_at=now, expires_at=now + retention,
+    )
 
 
 def media_entry(stored: StoredFile) -> dict[str, Any]:

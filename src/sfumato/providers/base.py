@@ -16,6 +16,10 @@ async def _no_checkpoint(state: dict[str, Any]) -> None:
     """The default ``Job.checkpoint``: nothing persists the state (yet)."""
 
 
+async def _no_partials(index: int, image: OutputImage) -> None:
+    """The default ``Job.on_partial``: previews are dropped."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A reference file handed to an adapter: metadata plus a loader for its bytes."""
@@ -48,6 +52,13 @@ class Job:
     """Request options a door set (output format and compression, background, input fidelity,
     moderation, user): only those the model declares in the catalog, so every adapter serving
     the model honours each one it is given (``catalog/options.py``)."""
+    partial_images: int = 0
+    """How many partial images (progressive previews of the final picture) to ask for, 0 to 3.
+    An adapter whose upstream streams them (OpenAI) asks for this many and hands each to
+    ``on_partial`` as it arrives; the others make none. Previews are never billed."""
+    on_partial: Callable[[int, OutputImage], Awaitable[None]] = _no_partials
+    """Called with each preview (the upstream's ``partial_image_index``, the image) before the
+    final outputs are returned."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import contextlib
 import email.utils
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,22 @@ class UpstreamHttp:
                 return Answer(r.status, headers, body)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"The upstream did not answer {method} within {time_limit:g} s.") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"The connection to the upstream failed ({exc.__class__.__name__}).") from exc
+
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, url: str, *, time_limit: float, **kwargs: Any
+                     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request and hand over the response unread (an event stream); the time limit
+        covers the whole body. A connection that fails or breaks mid-body is classified as in
+        :meth:`request`."""
+        limit = aiohttp.ClientTimeout(total=time_limit, sock_connect=min(time_limit, 10.0))
+        try:
+            async with self.session().request(method, url, timeout=limit, allow_redirects=False, **kwargs) as r:
+                yield r
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"The upstream did not finish {method} within {time_limit:g} s.") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"The connection to the upstream failed ({exc.__class__.__name__}).") from exc
 

@@ -10,6 +10,12 @@ The request options (``Job.options``) go as OpenAI names them: ``output_format``
 ``output_compression`` (jpeg and webp only), ``background``, ``moderation``, ``user``, and
 ``input_fidelity`` on edits (generations have no such field).
 
+With ``Job.partial_images`` (1 to 3) the request asks for ``stream: true`` and that many
+``partial_images`` and reads OpenAI's image event stream (§1.5): each
+``image_generation.partial_image`` / ``image_edit.partial_image`` goes to ``Job.on_partial`` as
+it arrives, the ``….completed`` event is the output. An ``error`` event is classified like an
+error answer; a stream that ends before ``completed`` is a broken connection (retryable).
+
 Why not the official SDK: openai-python 3.x brings its own HTTP stack (httpx2/httpcore2); one
 shared client for every upstream keeps one pool, one set of time limits and one place where
 transport errors are classified (docs/providers.md).
@@ -17,13 +23,15 @@ transport errors are classified (docs/providers.md).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
 
+from sfumato.providers import sse
 from sfumato.providers.base import Job, Outputs, ProviderError
-from sfumato.providers.errors import ContentPolicyViolation, UpstreamBadResponse, for_status
-from sfumato.providers.http import Answer
+from sfumato.providers.errors import ContentPolicyViolation, UpstreamBadResponse, UpstreamUnavailable, for_status
+from sfumato.providers.http import MAX_JSON_BYTES, Answer, read_capped
 from sfumato.providers.images import b64_bytes, data_url, decode_image
 from sfumato.providers.upstream import Upstream
 
@@ -54,6 +62,8 @@ def wire_params(job: Job, upstream_model: str) -> dict[str, Any]:
              "background": options.background, "moderation": options.moderation, "user": options.user,
              "input_fidelity": options.input_fidelity if job.references else None}
     fields.update({key: value for key, value in asked.items() if value is not None})
+    if job.partial_images:
+        fields.update(stream=True, partial_images=job.partial_images)
     return fields
 
 
@@ -64,11 +74,31 @@ def error_for(answer: Answer) -> ProviderError:
         error = answer.json_object().get("error") or {}
     except UpstreamBadResponse:
         error = {}
+    return _classified(error, answer.status, answer.retry_after)
+
+
+def _classified(error: Any, status: int, retry_after: float | None = None) -> ProviderError:
     error = error if isinstance(error, dict) else {"message": str(error)}
-    message = str(error.get("message") or f"OpenAI answered HTTP {answer.status}.")
+    message = str(error.get("message") or f"OpenAI answered HTTP {status}.")
     if error.get("code") in ("moderation_blocked", "content_policy_violation") or "safety system" in message:
         return ContentPolicyViolation(f"OpenAI refused the request: {message}")
-    return for_status(answer.status, f"OpenAI: {message}", answer.retry_after)
+    return for_status(status, f"OpenAI: {message}", retry_after)
+
+
+def _event_payload(event: sse.Event) -> dict[str, Any]:
+    try:
+        payload = json.loads(event.data)
+    except ValueError:
+        raise UpstreamBadResponse("OpenAI sent an image event that is not JSON.") from None
+    if not isinstance(payload, dict):
+        raise UpstreamBadResponse("OpenAI sent an image event that is not a JSON object.")
+    if event.event == "error" or payload.get("error"):
+        # mid-stream, the answer's status is 200 already: a refusal stays a refusal, the rest
+        # is the upstream failing (a 5xx as far as retrying goes)
+        error = payload.get("error") or payload
+        code = error.get("code") if isinstance(error, dict) else None
+        raise _classified(error, 400 if code in ("moderation_blocked", "content_policy_violation") else 500)
+    return payload
 
 
 class OpenAIImagesProvider:
@@ -98,28 +128,59 @@ class OpenAIImagesProvider:
                            content_type=ref.mime_type)
         return form
 
-    async def _send(self, job: Job) -> Answer:
+    async def _request(self, job: Job) -> tuple[str, dict[str, Any]]:
+        """The URL and the body (``json`` or multipart ``data``) of the job's request."""
         fields = wire_params(job, self.up.route.upstream_model)
-        url, headers, limit = f"{self.up.base_url}/images/edits", self._headers(job), self.up.timeout
         if not job.references:
-            return await self.up.http.request("POST", f"{self.up.base_url}/images/generations", json=fields,
-                                              headers=headers, time_limit=limit)
+            return f"{self.up.base_url}/images/generations", {"json": fields}
+        url = f"{self.up.base_url}/images/edits"
         if "moderation" in fields:  # only the JSON edit body has it (upstreams.md §1.2, §1.3)
             images = [{"image_url": data_url(await ref.load(), ref.mime_type)} for ref in job.references]
-            return await self.up.http.request("POST", url, json={**fields, "images": images}, headers=headers,
-                                              time_limit=limit)
-        return await self.up.http.request("POST", url, data=await self._edit_form(job, fields), headers=headers,
-                                          time_limit=limit)
+            return url, {"json": {**fields, "images": images}}
+        if "stream" in fields:
+            fields["stream"] = "true"  # as the SDK writes a boolean in a form
+        return url, {"data": await self._edit_form(job, fields)}
+
+    def _info(self, headers: dict[str, str]) -> dict[str, Any]:
+        info = {"upstream_model": self.up.route.upstream_model, "route": self.up.route.key}
+        if "x-request-id" in headers:
+            info["upstream_request_id"] = headers["x-request-id"]
+        return info
 
     async def run(self, job: Job) -> Outputs:
-        answer = await self._send(job)
+        url, body = await self._request(job)
+        if job.partial_images:
+            return await self._streamed(job, url, body)
+        answer = await self.up.http.request("POST", url, headers=self._headers(job), time_limit=self.up.timeout,
+                                            **body)
+        return await self._outputs(answer)
+
+    async def _outputs(self, answer: Answer) -> Outputs:
         if answer.status != 200:
             raise error_for(answer)
         data = answer.json_object().get("data")
         if not isinstance(data, list) or not data or not isinstance(data[0], dict):
             raise UpstreamBadResponse("OpenAI answered without an image.")
         images = [await decode_image(b64_bytes(item.get("b64_json"))) for item in data if isinstance(item, dict)]
-        info = {"upstream_model": self.up.route.upstream_model, "route": self.up.route.key}
-        if "x-request-id" in answer.headers:
-            info["upstream_request_id"] = answer.headers["x-request-id"]
-        return Outputs(images, provider=self.name, info=info)
+        return Outputs(images, provider=self.name, info=self._info(answer.headers))
+
+    async def _streamed(self, job: Job, url: str, body: dict[str, Any]) -> Outputs:
+        """Read the image event stream: previews to ``job.on_partial``, the completed image out."""
+        async with self.up.http.stream("POST", url, headers=self._headers(job), time_limit=self.up.timeout,
+                                       **body) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            if response.status != 200 or not response.content_type.startswith("text/event-stream"):
+                # an error answers as JSON; so does an upstream that does not stream (one image)
+                return await self._outputs(Answer(response.status, headers, await read_capped(response,
+                                                                                                MAX_JSON_BYTES)))
+            async for event in sse.events(response, MAX_JSON_BYTES):
+                payload = _event_payload(event)
+                kind = str(payload.get("type") or event.event)
+                if kind.endswith(".partial_image"):
+                    index = payload.get("partial_image_index")
+                    image = await decode_image(b64_bytes(payload.get("b64_json")))
+                    await job.on_partial(index if isinstance(index, int) else 0, image)
+                elif kind.endswith(".completed"):
+                    image = await decode_image(b64_bytes(payload.get("b64_json")))
+                    return Outputs([image], provider=self.name, info=self._info(headers))
+        raise UpstreamUnavailable("OpenAI's image stream ended before the final image.")

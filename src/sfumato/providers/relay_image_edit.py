@@ -57,7 +57,7 @@ class RelayImageEditProvider:
 
     async def _body(self, job: Job) -> dict[str, Any]:
         images = [{"image_url": data_url(await ref.load(), ref.mime_type)} for ref in job.references]
-        options = job.options.stored()
+        options = job.options.image_options()  # the relay's answer is one JSON body: no previews
         return {"model": self.up.route.upstream_model, "prompt": job.prompt, "images": images, "n": 1,
                 "size": SIZE[job.params.get("aspect_ratio", "1:1")],
                 "quality": QUALITY[job.params.get("quality", "medium")], **options,

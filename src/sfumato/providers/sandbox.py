@@ -10,6 +10,10 @@ Of the request options (``Job.options``) it honours what changes the file: ``out
 ``transparent`` background (a real alpha channel: the picture is a disc on a clear ground).
 ``input_fidelity``, ``moderation`` and ``user`` steer a real model or its abuse monitoring;
 offline there is nothing for them to change.
+
+With ``Job.partial_images`` N it shows what a streaming upstream shows: N progressive previews
+of the final picture (coarse blocks, then finer), the same size, format and alpha, paced evenly
+through the configured latency (``SFUMATO_SANDBOX_LATENCY_MS``), then the final image.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def parse_latency(spec: str) -> tuple[int, int]:
 
 def _seed_digest(job: Job) -> bytes:
     if job.params.get("seed"):
-        options = job.options.stored()
+        options = job.options.image_options()
         material = json.dumps([job.model.id, job.prompt, job.params, *([options] if options else [])], sort_keys=True)
     else:
         material = f"{job.task_id}:{random.random()}"
@@ -94,6 +98,25 @@ def _encoded(image: Image.Image, fmt: str, compression: int | None) -> bytes:
 
 
 def render(job: Job, references: list[bytes]) -> OutputImage:
+    image, fmt = picture(job, references)
+    return OutputImage(_encoded(image, fmt, job.options.output_compression), MIME[fmt], *image.size)
+
+
+def previews(image: Image.Image, fmt: str, count: int, compression: int | None) -> list[OutputImage]:
+    """``count`` renderings of ``image``, each finer than the last (blocks of 1/8, 1/16, 1/32 of
+    the shorter side for three), none as sharp as the image itself."""
+    width, height = image.size
+    made = []
+    for step in range(count):
+        block = max(2, min(width, height) // (8 * 2 ** (step + 3 - count)))
+        coarse = image.resize((max(1, width // block), max(1, height // block)), Image.Resampling.BOX)
+        shown = coarse.resize((width, height), Image.Resampling.NEAREST)
+        made.append(OutputImage(_encoded(shown, fmt, compression), MIME[fmt], width, height))
+    return made
+
+
+def picture(job: Job, references: list[bytes]) -> tuple[Image.Image, str]:
+    """The final picture and its format."""
     width, height = job.model.output.size_for(job.params)
     fmt = job.model.output.format_for(job.params, job.options.output_format)
     rng = random.Random(_seed_digest(job))
@@ -116,7 +139,7 @@ def render(job: Job, references: list[bytes]) -> OutputImage:
     image.paste(bar, (0, height - bar.height), bar)
     size = bar.height // 3
     draw.text((12, height - 1.4 * size), job.prompt[:120], font=font, fill=(230, 230, 230))
-    return OutputImage(_encoded(image, fmt, job.options.output_compression), MIME[fmt], width, height)
+    return image, fmt
 
 
 class SandboxProvider:
@@ -129,9 +152,30 @@ class SandboxProvider:
         self._rng = random.Random()
 
     async def run(self, job: Job) -> Outputs:
-        await asyncio.sleep(self._rng.uniform(*self.latency_ms) / 1000)
+        latency = self._rng.uniform(*self.latency_ms) / 1000
+        if not job.partial_images:
+            await asyncio.sleep(latency)
         if self._rng.random() < self.failure_rate:
             raise ProviderError("sandbox_failure", "Simulated failure (SFUMATO_SANDBOX_FAILURE_RATE).")
         references = [await ref.load() for ref in job.references if ref.kind == "image"]
-        image = await asyncio.to_thread(render, job, references)
-        return Outputs([image], provider=self.name, sandbox=True)
+        if not job.partial_images:
+            image = await asyncio.to_thread(render, job, references)
+            return Outputs([image], provider=self.name, sandbox=True)
+        return await self._progressive(job, references, latency)
+
+    async def _progressive(self, job: Job, references: list[bytes], latency: float) -> Outputs:
+        """The picture drawn first (off the loop), its previews handed out one per slice of the
+        latency, the picture itself after the last slice."""
+        def draw() -> tuple[OutputImage, list[OutputImage]]:
+            image, fmt = picture(job, references)
+            compression = job.options.output_compression
+            final = OutputImage(_encoded(image, fmt, compression), MIME[fmt], *image.size)
+            return final, previews(image, fmt, job.partial_images, compression)
+
+        final, shown = await asyncio.to_thread(draw)
+        pace = latency / (len(shown) + 1)
+        for index, preview in enumerate(shown):
+            await asyncio.sleep(pace)
+            await job.on_partial(index, preview)
+        await asyncio.sleep(pace)
+        return Outputs([final], provider=self.name, sandbox=True)

@@ -32,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato import metrics
 from sfumato.catalog.options import OPTIONS_KEY, RequestOptions
+from sfumato.db.database import mark_changed
 from sfumato.db.models import StoredFile, Task
 from sfumato.deps import Deps
-from sfumato.files.outputs import media_entry, write_outputs
-from sfumato.providers.base import Job, Outputs, ProviderError, Reference
+from sfumato.files.outputs import media_entry, write_outputs, write_preview
+from sfumato.providers.base import Job, OutputImage, Outputs, ProviderError, Reference
 from sfumato.tasks import lifecycle, queries
 from sfumato.tasks.status import Status
 from sfumato.worker import lease
@@ -137,15 +138,46 @@ class TaskRun:
         except Exception as exc:
             log.warning("could not keep the upstream handle of %s (%s)", self.claim.task_id, exc.__class__.__name__)
 
+    async def _preview(self, index: int, image: OutputImage) -> None:
+        """Keep one partial image and tell the task's watchers (``partial`` task events), only
+        while this run holds the lease. Best effort: a lost preview costs the client a picture
+        in between, never the task, so a failure here is logged and the run goes on."""
+        deps, claim = self.deps, self.claim
+        if self.stop_reason is not None:
+            return
+        now = deps.clock.now()
+        retention = timedelta(hours=deps.settings.output_retention_hours)
+        kept = False
+        try:
+            stored = await write_preview(deps.storage, claim.account_id, claim.task_id, index, image, now, retention)
+        except Exception as exc:
+            log.warning("could not keep a preview of %s (%s)", claim.task_id, exc.__class__.__name__)
+            return
+        try:
+            async with deps.db.write() as session:
+                owned = await session.execute(update(Task).where(
+                    Task.id == claim.task_id, Task.lease_token == claim.lease_token,
+                    Task.status == Status.RUNNING.value).values(updated_at=now))
+                kept = owned.rowcount == 1  # type: ignore[attr-defined]
+                if kept:
+                    session.add(stored)
+                    mark_changed(session, claim.task_id)
+        except Exception as exc:
+            log.warning("could not keep a preview of %s (%s)", claim.task_id, exc.__class__.__name__)
+        finally:
+            if not kept:
+                await deps.storage.delete(stored.storage_key)
+
     async def _call_provider(self) -> Outputs:
         deps, claim = self.deps, self.claim
         model = deps.catalog.get(claim.model)
         if model is None:
             raise ProviderError("model_unavailable", f"The model {claim.model} is no longer served.")
         params = {k: v for k, v in claim.params.items() if isinstance(v, str)}
+        options = RequestOptions.from_stored(claim.params.get(OPTIONS_KEY))
         job = Job(claim.task_id, model, claim.prompt, params, await _references(deps, claim),
                   request_id=claim.request_id or "", resume=claim.upstream_state, checkpoint=self._checkpoint,
-                  options=RequestOptions.from_stored(claim.params.get(OPTIONS_KEY)))
+                  options=options, partial_images=options.previews_for(model), on_partial=self._preview)
         provider = deps.providers.for_model(claim.model)
         self._work = asyncio.create_task(provider.run(job))
         loop = asyncio.get_running_loop()

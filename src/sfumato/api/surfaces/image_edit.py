@@ -6,9 +6,9 @@ Every field and limit of the page is checked, all problems at once. The edit run
 ``{code, data: {urls, usage, expired, task_id, task_status}, message, request_id}`` once they
 end, or, past ``SFUMATO_MAX_PREFER_WAIT_SECONDS``, with ``urls: []`` and the task still
 running: ``GET /api/v1/image/generation/{task_id}`` (or the task API) follows it. With
-``stream: true`` the answer is server-sent events: ``status`` while the task runs, then
-``image_edit.completed`` with the envelope (the sandbox and the current upstreams give no
-partial images, so ``partial_images`` changes nothing yet).
+``stream: true`` the answer is server-sent events: ``status`` while the task runs, an
+``image_edit.partial_image`` envelope per preview (``partial_images``, 0 to 3, asked of the
+upstream; the sandbox makes them offline), then ``image_edit.completed`` with the envelope.
 
 Mapped onto the catalog: ``size`` to ``aspect_ratio``; ``quality`` ``medium``/``high`` as is,
 ``auto`` to the default and ``low`` to ``medium`` (the catalog's lowest). ``output_format``
@@ -30,17 +30,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sfumato.api.bodies import json_body
-from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
+from sfumato.api.dependencies import DepsDep, Principal, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.errors import request_id_of
 from sfumato.api.request_schemas import BUILTIN_CATALOG, DEFAULT_PROMPT_CAP, image_edit_body
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
 from sfumato.api.schemas import ImageEditEnvelope
 from sfumato.api.surfaces.openai_images import json_images, start_tasks
-from sfumato.api.surfaces.openai_params import OpenAIRequest
+from sfumato.api.surfaces.openai_params import QUALITY as OPENAI_QUALITY
+from sfumato.api.surfaces.openai_params import OpenAIRequest, sizes_of
 from sfumato.catalog import ModelSpec
 from sfumato.catalog.options import NO_OPTIONS, OPTION_KEYS, RequestOptions, read_options
 from sfumato.clock import iso_ms
+from sfumato.db.models import StoredFile
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, ValidationFailed
 from sfumato.tasks import service, watch
@@ -50,11 +52,16 @@ from sfumato.tasks.status import Status
 router = APIRouter(prefix="/api/v1/image/generation", tags=["image-edit"])
 PATH = "/api/v1/image/generation"
 MODELS = ("gpt-image-1.5", "gpt-image-1-5")
-SIZES = {"auto": None, "1024x1024": "1:1", "1536x1024": "3:2", "1024x1536": "2:3"}
-QUALITY = {"auto": None, "low": "medium", "medium": "medium", "high": "high"}
+_MODEL = BUILTIN_CATALOG.get("gpt-image-1-5")
+assert _MODEL is not None
+SIZES = sizes_of(_MODEL)
+"""The page's sizes (auto, 1024x1024, 1536x1024, 1024x1536) mapped as the OpenAI door maps them."""
+QUALITY = {value: OPENAI_QUALITY[value] for value in ("auto", "low", "medium", "high")}
+"""The page's qualities, mapped by the OpenAI door's table (``low`` → ``medium``, ``auto`` → default)."""
 CHOICES = {"background": ("transparent", "opaque", "auto"), "input_fidelity": ("high", "low"),
            "moderation": ("low", "auto"), "output_format": ("png", "jpeg", "webp")}
 RANGES = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (0, 3)}
+KEEPALIVE_SECONDS = 15.0
 FIELDS = ("images", "prompt", "model", "background", "input_fidelity", "moderation", "n", "output_compression",
           "output_format", "partial_images", "quality", "size", "stream", "user")
 _responses: dict[int | str, dict[str, Any]] = {
@@ -113,7 +120,8 @@ def _asked(deps: Deps, body: dict[str, Any], options: RequestOptions) -> OpenAIR
     params = {k: v for k, v in (("aspect_ratio", SIZES[body.get("size", "auto")]),
                                 ("quality", QUALITY[body.get("quality", "auto")])) if v is not None}
     return OpenAIRequest(spec, body["prompt"], params, int(body.get("n", 1)), "url", body.get("size"),
-                         spec.output.format_for(params, options.output_format), options=options)
+                         spec.output.format_for(params, options.output_format), stream=bool(body.get("stream")),
+                         partial_images=int(body.get("partial_images", 0)), options=options)
 
 
 def envelope_of(deps: Deps, request: Request, tasks: list[AnyTask], seconds: float) -> dict[str, Any]:
@@ -132,17 +140,17 @@ def envelope_of(deps: Deps, request: Request, tasks: list[AnyTask], seconds: flo
     return {"code": 0, "data": data, "message": message, "request_id": request_id_of(request)}
 
 
-async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[str, Any], list[AnyTask]]:
+async def _start(deps: Deps, request: Request, who: Principal) -> tuple[dict[str, Any], list[AnyTask]]:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     problems, options = _check(deps, body)
     if problems:
         raise ValidationFailed("The request is not valid.", problems)
-    stored = await json_images(deps, account_id, body["images"])
+    stored = await json_images(deps, who.account_id, body["images"])
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    started = await start_tasks(deps, account_id, _asked(deps, body, options), references)
+    started = await start_tasks(deps, who, _asked(deps, body, options), references)
     return body, started.tasks if body.get("stream") else (await started.ended()).tasks
 
 
@@ -152,7 +160,7 @@ async def _start(deps: Deps, request: Request, account_id: str) -> tuple[dict[st
                                    options=BUILTIN_CATALOG.get("gpt-image-1-5"))})
 async def image_generation(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Any:
     began = time.monotonic()
-    body, tasks = await _start(deps, request, who.account_id)
+    body, tasks = await _start(deps, request, who)
     if body.get("stream"):
         return StreamingResponse(_stream(deps, request, who.account_id, tasks, began),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -161,14 +169,39 @@ async def image_generation(request: Request, deps: DepsDep, who: RateLimitedPrin
 
 async def _stream(deps: Deps, request: Request, account_id: str, tasks: list[AnyTask], began: float
                   ) -> AsyncIterator[str]:
+    """``status`` events as each task moves, ``image_edit.partial_image`` per preview (the page's
+    envelope, ``urls`` the preview's signed URL, ``partial_image_index``), then one
+    ``image_edit.completed`` with the final envelope; keep-alive comments while nothing moves."""
     ended = []
     for task in tasks:
         last = task
-        async for last in watch.changes(deps, account_id, task.id):
-            yield f"event: status\ndata: {json.dumps({'task_id': last.id, 'task_status': last.status})}\n\n"
+        async for seen in watch.story(deps, account_id, task.id, idle_seconds=KEEPALIVE_SECONDS):
+            if seen is None:
+                yield ": keep-alive\n\n"
+                continue
+            last = seen.task
+            if seen.status_changed:
+                yield f"event: status\ndata: {json.dumps({'task_id': last.id, 'task_status': last.status})}\n\n"
+            for index, stored in enumerate(seen.previews, start=seen.first_index):
+                yield _sse("image_edit.partial_image", _partial(deps, request, last, stored, index, began))
         ended.append(last)
     completed = envelope_of(deps, request, ended, time.monotonic() - began)
-    yield f"event: image_edit.completed\ndata: {json.dumps(completed, separators=(',', ':'))}\n\n"
+    yield _sse("image_edit.completed", completed)
+
+
+def _sse(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _partial(deps: Deps, request: Request, task: AnyTask, stored: StoredFile, index: int, began: float
+             ) -> dict[str, Any]:
+    shown = file_view(deps, request, stored)
+    data = {"urls": [shown["url"]], "partial_image_index": index,
+            "usage": {"images": 0, "seconds": round(time.monotonic() - began, 3), "input_tokens": 0,
+                      "total_tokens": 0, "output_tokens": 0},
+            "expired": iso_ms(deps.clock.now() + timedelta(seconds=deps.settings.media_url_ttl_seconds)),
+            "task_id": task.id, "task_status": task.status, "task_ids": [task.id]}
+    return {"code": 0, "data": data, "message": "partial", "request_id": request_id_of(request)}
 
 
 @router.get("/{task_id}", summary="An image-edit task, in the page's envelope", responses=_responses)

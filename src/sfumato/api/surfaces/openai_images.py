@@ -9,7 +9,8 @@ tasks, reserved together or not at all. Errors use OpenAI's envelope (``api/erro
 
 One image with a worker in this process and a slot free skips the queue: the task is created
 already claimed by that worker (``Worker.run_now``), which runs it like any claimed task, and
-the answer is made from the bytes the worker stored, with nothing read back.
+the answer is made from the bytes the worker stored, with nothing read back. With ``stream: true``
+the answer is OpenAI's image event stream (``openai_stream.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import base64
 import binascii
 import contextlib
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -30,19 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from sfumato import metrics
 from sfumato.api.bodies import json_body, refuse_declared_oversize, refuse_unstorable
-from sfumato.api.dependencies import DepsDep, RateLimitedPrincipal
-from sfumato.api.errors import openai_error
+from sfumato.api.dependencies import DepsDep, Principal, RateLimitedPrincipal
 from sfumato.api.request_schemas import BUILTIN_CATALOG, DEFAULT_PROMPT_CAP, openai_bodies
 from sfumato.api.routes.files import file_view
 from sfumato.api.routes.tasks import view
 from sfumato.api.schemas import OpenAIErrorEnvelope, OpenAIImagesResponse
-from sfumato.api.surfaces import openai_params
+from sfumato.api.surfaces import openai_async, openai_params, openai_stream
 from sfumato.catalog import validate_task_request
 from sfumato.db.models import StoredFile
 from sfumato.db.notify import TASK_QUEUED, notify
@@ -65,8 +64,10 @@ _responses[200] = {"description": "The images; with `stream: true`, OpenAI's ima
                    "comments while it is made).",
                    "content": {"text/event-stream": {"schema": {  # one event, as SSE tools read it
                        "type": "object", "required": ["event", "data"], "properties": {
-                           "event": {"enum": ["image_generation.completed", "image_edit.completed", "error"]},
+                           "event": {"enum": ["image_generation.partial_image", "image_generation.completed",
+                                              "image_edit.partial_image", "image_edit.completed", "error"]},
                            "data": {"type": "string", "contentMediaType": "application/json"}}}}}}
+_responses[202] = openai_async.RESPONSE
 MAX_IMAGES = 16
 FAILED_STATUS = {"content_policy_violation": 400, "upstream_invalid_request": 400, "timeout": 504,
                  "upstream_timeout": 504}
@@ -99,7 +100,8 @@ async def _spool_upload(deps: Deps, account_id: str, part: UploadFile | bytes, n
             async for chunk in _chunks(part):
                 size += len(chunk)
                 if size > deps.settings.upload_max_bytes:
-                    raise ValidationFailed("An image is too large.", [FieldError("image", "Over the size limit.")])
+                    raise ValidationFailed(details=[FieldError(
+                        "image", f"An image is over the {deps.settings.upload_max_bytes} byte upload limit.")])
                 out.write(chunk)
     except BaseException:
         Path(spool).unlink(missing_ok=True)  # noqa: ASYNC240 (synchronous: a cancelled await would leave it)
@@ -161,73 +163,42 @@ class Started:
                                                for t in self.tasks))))
 
 
-async def start_tasks(deps: Deps, account_id: str, asked: openai_params.OpenAIRequest,
+async def start_tasks(deps: Deps, who: Principal, asked: openai_params.OpenAIRequest,
                       references: list[dict[str, Any]], *, worker: Worker | None = None) -> Started:
-    """Create ``n`` tasks in one transaction (reserved together or not at all). One plain image
-    is handed to ``worker`` (this process's) at once when it has a slot free."""
+    """Create ``n`` tasks in one transaction (reserved together or not at all), under the
+    limits of ``who``'s key (its models and budget). One plain image is handed to ``worker``
+    (this process's) at once when it has a slot free."""
+    account_id, key = who.account_id, who.key
     params: dict[str, Any] = {**asked.params, **({"referenceMediaItems": references} if references else {})}
+    # previews are asked of the upstream only for a client that streams (they cost it output)
+    options = asked.options.model_copy(update={"partial_images": asked.partial_images if asked.stream else 0})
     task_request = dataclasses.replace(validate_task_request(
         {"model": asked.model.id, "prompt": asked.prompt, "params": params}, deps.catalog,
-        max_prompt_chars=deps.settings.max_prompt_chars), options=asked.options)  # read by the door (to_task)
+        max_prompt_chars=deps.settings.max_prompt_chars), options=options)  # read by the door (to_task)
     created: list[AnyTask]
     if asked.n == 1 and service.is_plain(task_request):
         if worker is not None:
             now = deps.clock.now()
             run = await worker.run_now(lambda lease: service.create_running(
-                deps.db.driver, account_id, task_request, now, lease))
+                deps.db.driver, account_id, task_request, now, lease, api_key=key))
             if run is not None:
                 _count_created(asked, run.claim.reserved_credits, 1)
                 claim = run.claim
                 row = TaskRow(claim.task_id, account_id, claim.model, Status.RUNNING.value, claim.reserved_credits,
                               0, now, now, None, None)
                 return Started(deps, account_id, [row], run)
-        created = [await service.create_plain(deps.db.driver, account_id, task_request, deps.clock.now())]
+        created = [await service.create_plain(deps.db.driver, account_id, task_request, deps.clock.now(),
+                                              api_key=key)]
     else:
         async with deps.db.write() as session:
             created = [(await service.create_task(session, account_id, task_request, deps.clock.now(),
                                                   idempotency_window=deps.idempotency_window,
-                                                  signer=deps.signer)).task for _ in range(asked.n)]
+                                                  signer=deps.signer, api_key=key)).task
+                       for _ in range(asked.n)]
             await notify(session, TASK_QUEUED)
     deps.signals.task_queued()
     _count_created(asked, sum(t.reserved_credits for t in created), len(created))
     return Started(deps, account_id, created)
-
-
-KEEPALIVE_SECONDS = 15.0
-"""A comment line this often while the image is made, so that proxies keep the stream open."""
-NO_USAGE = {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0,
-            "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}}
-"""OpenAI's usage block: sfumato charges credits, not tokens (the ledger has the charge)."""
-
-
-def streamed(deps: Deps, request: Request, asked: openai_params.OpenAIRequest, started: Started,
-             kind: str) -> StreamingResponse:
-    """OpenAI's image event stream (``stream: true``): a ``{kind}.completed`` event per image
-    with its bytes, or one ``error`` event (a failed task is refunded as always). The tasks were
-    created (and charged) before the stream began, so every refusal before that is a plain
-    HTTP error. No ``partial_image`` events yet: no adapter reads an upstream's stream."""
-    async def events() -> AsyncIterator[str]:
-        waiting = asyncio.ensure_future(started.ended())
-        try:
-            while not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
-                yield ": keep-alive\n\n"
-            try:
-                answer = await _answer_body(deps, request, asked, waiting.result(), b64=True)
-            except SfumatoError as exc:
-                error = {"type": "error", **openai_error(exc.status, exc.code, exc.message, exc.details)}
-                yield f"event: error\ndata: {json.dumps(error, separators=(',', ':'))}\n\n"
-                return
-            for item in answer["data"]:
-                event = {"type": f"{kind}.completed", "b64_json": item["b64_json"], "created_at": answer["created"],
-                         "size": answer["size"], "quality": answer["quality"],
-                         "background": answer["background"], "output_format": answer["output_format"],
-                         "usage": NO_USAGE}
-                yield f"event: {kind}.completed\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
-        finally:
-            waiting.cancel()  # the client left: stop waiting (the task itself runs on and is charged as usual)
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _count_created(asked: openai_params.OpenAIRequest, reserved: int, count: int) -> None:
@@ -294,22 +265,30 @@ async def _bytes(deps: Deps, file_id: str) -> bytes:
 @router.post("/generations", summary="Create images (OpenAI-compatible)", response_model=OpenAIImagesResponse,
              responses=_responses, openapi_extra={"requestBody": openai_bodies(
                  BUILTIN_CATALOG, openai_params.MODEL_ALIASES, DEFAULT_PROMPT_CAP, default_model="gpt-image-1.5",
-                 ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=False)})
+                 ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=False),
+                 "parameters": [openai_async.PREFER_HEADER]})
 async def generations(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
     asked = openai_params.to_task(body, deps.catalog)
-    started = await start_tasks(deps, who.account_id, asked, [], worker=request.app.state.worker)
+    queued = openai_async.wanted(request, asked)  # only queued: never this process's worker at once
+    with openai_params.in_openai_terms(asked.model):
+        started = await start_tasks(deps, who, asked, [],
+                                    worker=None if queued else request.app.state.worker)
+    if queued:
+        return openai_async.accepted(deps, request, started.tasks)
     if asked.stream:
-        return streamed(deps, request, asked, started, "image_generation")
+        return openai_stream.streamed(deps, asked, started.ended(), started.tasks, "image_generation",
+                                      lambda ran: _answer_body(deps, request, asked, ran, b64=True))
     return await _answer(deps, request, asked, await started.ended())
 
 
 @router.post("/edits", summary="Edit images (OpenAI-compatible; multipart or JSON)",
              response_model=OpenAIImagesResponse, responses=_responses, openapi_extra={"requestBody": openai_bodies(
                  BUILTIN_CATALOG, openai_params.MODEL_ALIASES, DEFAULT_PROMPT_CAP, default_model="gpt-image-1.5",
-                 ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=True)})
+                 ignored=openai_params.IGNORED, max_n=openai_params.MAX_N, max_images=MAX_IMAGES, edits=True),
+                 "parameters": [openai_async.PREFER_HEADER]})
 async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> Response:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         refuse_declared_oversize(request)
@@ -318,22 +297,34 @@ async def edits(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> R
             refuse_unstorable(fields)
             parts = [v for k, v in form.multi_items() if k in ("image", "image[]") and isinstance(v, UploadFile)]
             if "mask" in form:
-                raise ValidationFailed(details=[FieldError("mask", "Masks are not supported here.")])
+                raise openai_params.refused("mask", "Invalid value for 'mask': masks are not supported here; "
+                                                    "describe the change in the prompt.")
             asked = openai_params.to_task(fields, deps.catalog, edit=True)
-            if not 1 <= len(parts) <= MAX_IMAGES:
-                raise ValidationFailed(details=[FieldError("image", f"Send 1 to {MAX_IMAGES} images.")])
-            stored = [await _spool_upload(deps, who.account_id, p, p.filename) for p in parts]
+            queued = openai_async.wanted(request, asked)
+            openai_params.check_images(asked.model, len(parts), "image", MAX_IMAGES)
+            with openai_params.in_openai_terms(asked.model):
+                stored = [await _spool_upload(deps, who.account_id, p, p.filename) for p in parts]
+        images = "image"
     else:
         body = await json_body(request)
         if not isinstance(body, dict):
             raise ValidationFailed("The body must be a JSON object.", [FieldError("body", "Expected an object.")])
         asked = openai_params.to_task(body, deps.catalog, edit=True)
-        stored = await json_images(deps, who.account_id, body.get("images"))
-        if not stored:
-            raise ValidationFailed(details=[FieldError("images", "At least one image is required.")])
+        queued = openai_async.wanted(request, asked)
+        listed = body.get("images")
+        count = len(listed) if isinstance(listed, list) else int(listed is not None)  # not a list: json_images says
+        openai_params.check_images(asked.model, count, "images", MAX_IMAGES)
+        with openai_params.in_openai_terms(asked.model, images="images"):
+            stored = await json_images(deps, who.account_id, listed)
+        images = "images"
     references = [{k: v for k, v in file_view(deps, request, s).items() if k in ("url", "kind", "name", "mimeType")}
                   for s in stored]
-    started = await start_tasks(deps, who.account_id, asked, references, worker=request.app.state.worker)
+    with openai_params.in_openai_terms(asked.model, images=images):
+        started = await start_tasks(deps, who, asked, references,
+                                    worker=None if queued else request.app.state.worker)
+    if queued:
+        return openai_async.accepted(deps, request, started.tasks)
     if asked.stream:
-        return streamed(deps, request, asked, started, "image_edit")
+        return openai_stream.streamed(deps, asked, started.ended(), started.tasks, "image_edit",
+                                      lambda ran: _answer_body(deps, request, asked, ran, b64=True))
     return await _answer(deps, request, asked, await started.ended())

@@ -62,8 +62,10 @@ export const api = {
 };
 
 // One server-sent-event stream read through fetch (EventSource cannot send a header).
-// Resolves with the last task seen; rejects when the server does not answer the stream.
-async function streamEvents(id, onTask, signal) {
+// `status` events carry the task, `partial` events a preview of the image being made
+// ({index, url, width, height}). Resolves with the last task seen; rejects when the server
+// does not answer the stream.
+async function streamEvents(id, onTask, signal, onPartial) {
   const response = await fetch(`/api/v1/tasks/${encodeURIComponent(id)}/events`, {
     headers: { Accept: "text/event-stream", ...authHeaders() }, signal,
   });
@@ -79,8 +81,14 @@ async function streamEvents(id, onTask, signal) {
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
+      const lines = block.split("\n");
+      const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
       if (!data.length) continue; // a keepalive comment
+      const kind = (lines.find((l) => l.startsWith("event:")) || "event: status").slice(6).trim();
+      if (kind === "partial") {
+        if (onPartial) onPartial(JSON.parse(data.join("\n")));
+        continue;
+      }
       last = JSON.parse(data.join("\n"));
       onTask(last);
       if (TERMINAL.has(last.status)) return last;
@@ -90,11 +98,12 @@ async function streamEvents(id, onTask, signal) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// Follows a task to its end: the events stream when the server has it, else polling.
-export async function followTask(id, onTask, signal) {
+// Follows a task to its end: the events stream when the server has it (previews included),
+// else polling (no previews).
+export async function followTask(id, onTask, signal, onPartial) {
   let last = null;
   try {
-    last = await streamEvents(id, onTask, signal);
+    last = await streamEvents(id, onTask, signal, onPartial);
   } catch (error) {
     if (signal && signal.aborted) throw error;
   }

@@ -125,9 +125,19 @@ function progressItem(task) {
       notice(`Could not cancel: ${error.message}`);
     }
   } }, "Cancel");
-  const item = h("div", { class: "job", "data-task": task.id }, text, bar, cancel);
+  const preview = h("img", { class: "preview", alt: "", hidden: true });
+  const item = h("div", { class: "job", "data-task": task.id }, text, bar, cancel, preview);
   byId("progress").prepend(item);
   return {
+    // A partial image the model streamed: coarse first, finer after, until the result replaces it.
+    preview(partial) {
+      preview.hidden = false;
+      preview.src = partial.url;
+      preview.width = partial.width;
+      preview.height = partial.height;
+      preview.alt = `Preview ${partial.index + 1} of ${task.id} (${task.model}), still being made`;
+      preview.dataset.index = String(partial.index);
+    },
     update(current) {
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       text.textContent = `${current.model}: ${current.status} (${seconds} s)`;
@@ -141,7 +151,8 @@ async function track(task) {
   progress.update(task);
   let last = task;
   try {
-    last = await followTask(task.id, (current) => progress.update(current));
+    last = await followTask(task.id, (current) => progress.update(current), undefined,
+      (partial) => progress.preview(partial));
   } catch (error) {
     notice(`Lost track of ${task.id}: ${error.message}`);
     return;
