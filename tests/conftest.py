@@ -169,8 +169,10 @@ class Customer:
 
 
 async def new_customer(deps: Deps, credits: int = 1000, name: str = "customer") -> Customer:
+    """An account with a key. Account names are unique: ``name`` gets a random suffix, so a
+    test (or a property test's examples) may make as many customers as it likes."""
     async with deps.db.write() as session:
-        account = await accounts.create_account(session, name, credits, deps.clock.now())
+        account = await accounts.create_account(session, f"{name}-{secrets.token_hex(4)}", credits, deps.clock.now())
         issued = await accounts.issue_key(session, account.id, deps.clock.now())
     return Customer(account.id, issued.secret)
 

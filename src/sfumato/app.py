@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from sfumato.admin import key as admin_keys
 from sfumato.api.app import build_api
 from sfumato.api.dependencies import CreateRateLimit, KeyCache
 from sfumato.api.routes.files import upload_body_limit
@@ -131,4 +132,5 @@ def create_app(settings: Settings | None = None, *, deps: Deps | None = None) ->
     app.state.upload_limit = upload_body_limit(deps.settings)
     app.state.create_rate_limit = CreateRateLimit(deps.settings.rate_limit_create, deps.settings.redis_url)
     app.state.key_cache = KeyCache(deps.settings.auth_cache_seconds, lambda: deps.clock.now().timestamp())
+    app.state.admin_key_digest = admin_keys.digest(admin_keys.admin_key(deps.settings))
     return app

@@ -38,6 +38,8 @@ console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CLI = "cli"
+"""The audit log's actor for writes made with these commands."""
 
 
 def _logging() -> None:
@@ -121,6 +123,16 @@ def demo_key() -> None:
         err.print("No demo key yet: start the server once with `sfumato serve --demo`.")
         raise typer.Exit(1)
     sys.stdout.write(path.read_text().strip() + "\n")
+
+
+@app.command(name="admin-key")
+def admin_key_command() -> None:
+    """Print the operator's key for /admin/v1 and the console: SFUMATO_ADMIN_KEY, or the one kept
+    in the data dir (made now if there is none yet)."""
+    from sfumato.admin.key import admin_key
+    from sfumato.settings import Settings
+
+    sys.stdout.write(admin_key(Settings()) + "\n")
 
 
 @app.command(name="worker")
@@ -243,11 +255,11 @@ def accounts_create(
     """Create an account with a first API key (shown once)."""
 
     async def work(deps: Deps) -> tuple[str, str]:
-        from sfumato.accounts import service as accounts
+        from sfumato.admin import service as admin
 
         async with deps.db.write() as session:
-            account = await accounts.create_account(session, name, credits, deps.clock.now())
-            issued = await accounts.issue_key(session, account.id, deps.clock.now())
+            account = await admin.create_account(session, CLI, name, credits, deps.clock.now())
+            issued = await admin.issue_key(session, CLI, deps.catalog, account.id, deps.clock.now())
         return account.id, issued.secret
 
     account_id, secret = _with_deps(work)
@@ -282,20 +294,55 @@ def accounts_list(as_json: JsonOpt = False) -> None:
 @accounts_app.command("grant")
 def accounts_grant(
     account: Annotated[str, typer.Argument(help="Account id or unique name.")],
-    credits: Annotated[int, typer.Argument(min=1)],
+    credits: Annotated[int, typer.Argument(help="Credits to add; negative: a debit (down to zero).")],
     note: Annotated[str | None, typer.Option(help="Why (kept in the ledger).")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="Grant once per key: the same key again grants nothing (default: a new key each time).")] = None,
 ) -> None:
-    """Add credits to an account."""
+    """Add credits to an account (the same service as POST /admin/v1/accounts/{id}/grants)."""
 
-    async def work(deps: Deps) -> int:
+    async def work(deps: Deps) -> tuple[int, bool]:
+        import uuid
+
         from sfumato.accounts import service as accounts
-        from sfumato.billing import ledger
+        from sfumato.admin import service as admin
 
         async with deps.db.write() as session:
             found = await accounts.find_account(session, account)
-            return await ledger.grant(session, found.id, credits, deps.clock.now(), note=note)
+            entry, created = await admin.grant(session, CLI, found.id, credits, deps.clock.now(),
+                                               idempotency_key=idempotency_key or f"cli-{uuid.uuid4()}", note=note)
+            return entry.balance_after, created
 
-    console.print(f"balance is now {_with_deps(work)}")
+    balance, created = _with_deps(work)
+    console.print(f"balance is now {balance}" if created else
+                  f"already granted with this idempotency key: nothing granted (balance was {balance} after it)")
+
+
+def _set_disabled(account: str, disabled: bool) -> list[str]:
+    async def work(deps: Deps) -> list[str]:
+        from sfumato.accounts import service as accounts
+        from sfumato.admin import service as admin
+
+        async with deps.db.write() as session:
+            found = await accounts.find_account(session, account)
+            _, canceled = await admin.update_account(session, CLI, found.id, deps.clock.now(), disabled=disabled)
+        return canceled
+
+    return _with_deps(work)
+
+
+@accounts_app.command("disable")
+def accounts_disable(account: Annotated[str, typer.Argument(help="Account id or name.")]) -> None:
+    """Disable an account: its keys are refused, its queued tasks canceled and refunded."""
+    canceled = _set_disabled(account, True)
+    console.print(f"disabled; {len(canceled)} queued task(s) canceled and refunded")
+
+
+@accounts_app.command("enable")
+def accounts_enable(account: Annotated[str, typer.Argument(help="Account id or name.")]) -> None:
+    """Enable a disabled account again."""
+    _set_disabled(account, False)
+    console.print("enabled")
 
 
 @accounts_app.command("show")
@@ -343,10 +390,11 @@ def keys_create(
 
     async def work(deps: Deps) -> dict[str, str]:
         from sfumato.accounts import service as accounts
+        from sfumato.admin import service as admin
 
         async with deps.db.write() as session:
             found = await accounts.find_account(session, account)
-            issued = await accounts.issue_key(session, found.id, deps.clock.now(), name=name)
+            issued = await admin.issue_key(session, CLI, deps.catalog, found.id, deps.clock.now(), name=name)
         return {"key_id": issued.key.id, "account_id": found.id, "api_key": issued.secret}
 
     data = _with_deps(work)
@@ -387,10 +435,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…)
     """Revoke a key: requests with it are refused from now on."""
 
     async def work(deps: Deps) -> str:
-        from sfumato.accounts import service as accounts
+        from sfumato.admin import service as admin
 
         async with deps.db.write() as session:
-            key = await accounts.revoke_key(session, key_id, deps.clock.now())
+            key = await admin.revoke_key(session, CLI, key_id, deps.clock.now())
         return f"{key.prefix}…{key.last4}"
 
     console.print(f"revoked {_with_deps(work)}")

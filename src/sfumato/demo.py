@@ -20,6 +20,7 @@ async def ensure_demo_key(deps: Deps) -> str:
     """The demo key, creating the account (and the 0600 key file) if they do not exist yet."""
     from sfumato.accounts import queries as key_queries
     from sfumato.accounts import service as accounts
+    from sfumato.errors import NotFound
 
     path = deps.settings.data_dir / KEY_FILE
     if path.exists():
@@ -28,7 +29,10 @@ async def ensure_demo_key(deps: Deps) -> str:
             return key
     async with deps.db.write() as session:
         now = deps.clock.now()
-        account = await accounts.create_account(session, DEMO_NAME, deps.settings.demo_credits, now)
+        try:  # names are unique: a demo account whose key file was lost gets a new key
+            account = await accounts.find_account(session, DEMO_NAME)
+        except NotFound:
+            account = await accounts.create_account(session, DEMO_NAME, deps.settings.demo_credits, now)
         issued = await accounts.issue_key(session, account.id, now, name="demo")
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

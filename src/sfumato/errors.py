@@ -39,6 +39,15 @@ class InsufficientCredits(SfumatoError):
     default_message = "The account's balance cannot cover this task."
 
 
+class KeyBudgetExceeded(SfumatoError):
+    """The API key's own ``credit_limit`` for the day or month would be passed (the account may
+    still have credits)."""
+
+    code = "key_budget_exceeded"
+    status = 402
+    default_message = "This API key's credit limit for the period cannot cover this task."
+
+
 class IdempotencyConflict(SfumatoError):
     code = "idempotency_conflict"
     status = 409
@@ -72,6 +81,22 @@ class Unauthorized(SfumatoError):
         super().__init__(message)
         if invalid_token:  # a key was sent and is not good (RFC 6750 §3.1's error code)
             self.headers = {"WWW-Authenticate": 'Bearer realm="sfumato", error="invalid_token"'}
+
+
+class Forbidden(SfumatoError):
+    """A good key asking for what it may not do (a model outside the key's ``models``)."""
+
+    code = "forbidden"
+    status = 403
+    default_message = "This API key may not do that."
+
+
+class Conflict(SfumatoError):
+    """The request clashes with what exists (a duplicate account name, a second refund)."""
+
+    code = "conflict"
+    status = 409
+    default_message = "The request conflicts with the current state."
 
 
 class TaskNotCancelable(SfumatoError):

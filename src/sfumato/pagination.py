@@ -39,3 +39,18 @@ def page_query(
         stmt = stmt.where(or_(created < at, and_(created == at, ident < last)))
     limit = max(1, min(limit, MAX_PAGE))
     return stmt.order_by(created.desc(), ident.desc()).limit(limit + 1), limit
+
+
+def encode_id(row_id: int) -> str:
+    """A cursor over an integer id alone (an append-only table whose ids only grow)."""
+    return base64.urlsafe_b64encode(json.dumps([row_id]).encode()).decode().rstrip("=")
+
+
+def decode_id(cursor: str) -> int:
+    try:
+        (row_id,) = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValidationFailed(details=[FieldError("cursor", "Not a cursor this API returned.")]) from exc
+    if not isinstance(row_id, int) or isinstance(row_id, bool):
+        raise ValidationFailed(details=[FieldError("cursor", "Not a cursor this API returned.")])
+    return row_id

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """Base URL put in signed media links. Unset: taken from each API request."""
     secret_key: str | None = None
     """Signs media URLs. Unset: generated once and kept in ``{data_dir}/secret.key``."""
+    admin_key: str | None = None
+    """The operator's key for ``/admin/v1`` (and the console). Unset: generated once and kept in
+    ``{data_dir}/admin_key``; ``sfumato admin-key`` prints it."""
 
     # Worker
     run_worker: bool = True

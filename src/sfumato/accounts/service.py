@@ -6,13 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sfumato import ids
+from sfumato import ids, pagination
 from sfumato.accounts import keys
 from sfumato.billing import ledger
-from sfumato.db.models import Account, ApiKey, LedgerEntry
-from sfumato.errors import NotFound
+from sfumato.db.models import Account, ApiKey, LedgerEntry, Task
+from sfumato.errors import Conflict, NotFound
+from sfumato.tasks import lifecycle
+from sfumato.tasks.status import Status
+
+ACCOUNT_DISABLED = {"code": "account_disabled",
+                    "message": "The account was disabled before the task started; its credits were refunded."}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +28,23 @@ class IssuedKey:
     """Shown once, never stored."""
 
 
+async def _name_taken(session: AsyncSession, name: str, account_id: str | None = None) -> None:
+    other = await session.scalar(select(Account.id).where(Account.name == name, Account.id != (account_id or "")))
+    if other is not None:
+        raise Conflict(f"An account named {name!r} exists already: {other}.")
+
+
 async def create_account(session: AsyncSession, name: str, credits: int, now: datetime) -> Account:
+    """A new account; ``Conflict`` if the name is taken (``UNIQUE (name)`` settles a race)."""
+    await _name_taken(session, name)
     account = Account(id=ids.account_id(), name=name, balance=0, created_at=now)
-    session.add(account)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(account)
+            await session.flush()
+    except IntegrityError:
+        await _name_taken(session, name)
+        raise
     if credits > 0:
         await ledger.grant(session, account.id, credits, now, note="initial credits")
         await session.refresh(account)
@@ -43,12 +62,60 @@ async def list_accounts(session: AsyncSession) -> list[Account]:
     return list(await session.scalars(select(Account).order_by(Account.created_at)))
 
 
-async def issue_key(session: AsyncSession, account_id: str, now: datetime, name: str | None = None) -> IssuedKey:
+async def page_accounts(
+    session: AsyncSession, *, q: str | None = None, cursor: str | None = None, limit: int = 20
+) -> tuple[list[Account], str | None]:
+    """Newest first; ``q``: a piece of the name (any case) or the start of the id."""
+    stmt = select(Account)
+    if q:
+        stmt = stmt.where(or_(func.lower(Account.name).contains(q.lower(), autoescape=True),
+                              Account.id.startswith(q, autoescape=True)))
+    stmt, limit = pagination.page_query(stmt, Account.created_at, Account.id, cursor, limit)
+    rows = list(await session.scalars(stmt))
+    page = rows[:limit]
+    return page, (pagination.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+
+
+async def update_account(
+    session: AsyncSession, account_id: str, now: datetime, *, name: str | None = None, disabled: bool | None = None,
+) -> tuple[Account, list[str]]:
+    """Rename and/or disable (or enable again). Disabling cancels the account's queued tasks,
+    refunded through ``tasks.lifecycle`` (a running one finishes); returns their ids. The
+    caller drops the account's keys from its key cache."""
+    account = await get_account(session, account_id)
+    if name is not None and name != account.name:
+        await _name_taken(session, name, account_id)
+        await session.execute(update(Account).where(Account.id == account_id).values(name=name))
+    canceled: list[str] = []
+    if disabled is True:
+        await session.execute(update(Account).where(Account.id == account_id, Account.disabled_at.is_(None))
+                              .values(disabled_at=now))
+        queued = await session.scalars(select(Task.id).where(Task.account_id == account_id,
+                                                             Task.status == Status.QUEUED.value))
+        for task_id in list(queued):
+            if await lifecycle.cancel(session, task_id, now=now, source=(Status.QUEUED,), error=ACCOUNT_DISABLED):
+                canceled.append(task_id)
+    elif disabled is False:
+        await session.execute(update(Account).where(Account.id == account_id).values(disabled_at=None))
+    await session.refresh(account)
+    return account, canceled
+
+
+async def issue_key(
+    session: AsyncSession, account_id: str, now: datetime, name: str | None = None, *,
+    models: list[str] | None = None, rate_limit: str | None = None, credit_limit: tuple[int, str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    """A new key; ``models``, ``rate_limit`` (``limits`` notation), ``credit_limit``
+    (``(credits, "day"|"month")``) and ``expires_at`` limit it (checked by the caller)."""
     await get_account(session, account_id)
     secret = keys.generate()
     key = ApiKey(
         id=ids.key_id(), account_id=account_id, secret_hash=keys.hash_key(secret),
         prefix=keys.display_prefix(secret), last4=secret[-4:], name=name, created_at=now,
+        models=models, rate_limit=rate_limit, expires_at=expires_at,
+        credit_limit=None if credit_limit is None else credit_limit[0],
+        credit_period=None if credit_limit is None else credit_limit[1],
     )
     session.add(key)
     await session.flush()
@@ -88,10 +155,15 @@ async def ledger_sum(session: AsyncSession, account_id: str) -> int:
 
 
 async def find_account(session: AsyncSession, id_or_name: str) -> Account:
-    """An account by id, or by name when the name is unique (CLI convenience)."""
+    """An account by id or by name (CLI convenience). Names are unique, but another account's
+    id could equal a name: then the matching ids are named, to pick one."""
     found = list(await session.scalars(
-        select(Account).where(or_(Account.id == id_or_name, Account.name == id_or_name)).limit(2)
+        select(Account).where(or_(Account.id == id_or_name, Account.name == id_or_name))
+        .order_by(Account.created_at).limit(5)
     ))
-    if len(found) != 1:
-        raise NotFound(f"No single account with id or name {id_or_name!r}.")
+    if not found:
+        raise NotFound(f"No single account with id or name {id_or_name!r}: none matches.")
+    if len(found) > 1:
+        raise NotFound(f"No single account with id or name {id_or_name!r}: it matches "
+                       f"{', '.join(a.id for a in found)}; give the id.")
     return found[0]

@@ -13,10 +13,10 @@ from sfumato.api import errors
 from sfumato.api.bodies import BodyCap
 from sfumato.api.hot_routes import HotRoutes
 from sfumato.api.middleware import NulInUrlMiddleware, RequestIdMiddleware
-from sfumato.api.routes import account, files, models, operations, task_events, tasks, webhooks
+from sfumato.api.routes import account, admin, admin_ops, files, models, operations, task_events, tasks, webhooks
 from sfumato.api.surfaces import image_edit, openai_images, openai_models
 from sfumato.metrics import HttpMetricsMiddleware
-from sfumato.web import pages, playground, reference
+from sfumato.web import console, pages, playground, reference
 
 DESCRIPTION = """One HTTP API over many image models. Create a task (model id, prompt, params),
 get `queued` and a credit reservation back at once, poll until it `succeeded` or `failed`."""
@@ -36,7 +36,7 @@ def build_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] |
     app.state.route_methods = []
     app.state.api_routes = []
     for module in (models, tasks, task_events, files, account, webhooks, openai_images, openai_models, image_edit,
-                   pages, playground, reference, operations):
+                   admin, admin_ops, pages, playground, console, reference, operations):
         app.include_router(module.router)
         app.state.api_routes += [route for route in module.router.routes if isinstance(route, APIRoute)]
     app.state.route_methods = [(route.path_regex, route.methods) for route in app.state.api_routes]

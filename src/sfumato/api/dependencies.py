@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +21,8 @@ from limits.errors import StorageError
 
 from sfumato.accounts import keys
 from sfumato.accounts import queries as key_queries
+from sfumato.accounts.queries import KeyPolicy
+from sfumato.admin import key as admin_keys
 from sfumato.deps import Deps
 from sfumato.errors import RateLimited, Unauthorized
 
@@ -38,28 +42,40 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 class Principal:
     account_id: str
     key_hash: str
+    key: KeyPolicy | None = None
+    """The key's own limits (models, rate limit, credit limit)."""
 
 
 class KeyCache:
-    """Keys this process checked recently (hash → account), for ``SFUMATO_AUTH_CACHE_SECONDS``.
+    """Keys this process checked recently (hash → policy), for ``SFUMATO_AUTH_CACHE_SECONDS``.
 
-    Saves a database round trip on most requests; a revoked key is refused everywhere within
-    that time. Only good keys are kept, so guessing cannot fill it; it is bounded in size.
+    Saves a database round trip on most requests; a key revoked (or an account disabled) by
+    another process is refused within that time, by this one at once (:meth:`forget`). Only
+    good keys are kept, so guessing cannot fill it; it is bounded in size.
     """
 
     def __init__(self, seconds: float, timer: Callable[[], float]):
-        self._cache: TTLCache[str, str] | None = (
+        self._cache: TTLCache[str, KeyPolicy] | None = (
             TTLCache(maxsize=100_000, ttl=seconds, timer=timer) if seconds > 0 else None
         )
 
-    async def account_for(self, deps: Deps, secret: str, digest: str) -> str | None:
-        """The account of ``secret`` (whose ``keys.hash_key`` is ``digest``), or ``None``."""
+    async def policy_for(self, deps: Deps, secret: str, digest: str) -> KeyPolicy | None:
+        """The policy of ``secret`` (whose ``keys.hash_key`` is ``digest``), or ``None``."""
         if self._cache is not None and (hit := self._cache.get(digest)) is not None:
             return hit
-        account_id = await key_queries.authenticate(deps.db.driver, secret)
-        if account_id is not None and self._cache is not None:
-            self._cache[digest] = account_id
-        return account_id
+        policy = await key_queries.key_policy(deps.db.driver, secret)
+        if policy is not None and self._cache is not None:
+            self._cache[digest] = policy
+        return policy
+
+    def forget(self, *, account_id: str | None = None, key_id: str | None = None) -> None:
+        """Drop the entries of an account (disabled) or a key (revoked): an operator's write is
+        felt by this process at once. A scan, but operators' writes are rare."""
+        if self._cache is None:
+            return
+        for digest, policy in list(self._cache.items()):
+            if policy.account_id == account_id or policy.key_id == key_id:
+                self._cache.pop(digest, None)
 
 
 async def principal(
@@ -79,13 +95,16 @@ async def authenticate(request: Request) -> Principal:
 async def _principal_of(request: Request, secret: str | None) -> Principal:
     if secret is None:
         raise Unauthorized("Send your API key as `Authorization: Bearer sk-…`.")
-    account_id, digest = None, keys.hash_key(secret)
+    policy, digest = None, keys.hash_key(secret)
+    deps: Deps = request.app.state.deps
     if keys.well_formed(secret):  # a mistyped or made-up key costs no database round trip
         cache: KeyCache = request.app.state.key_cache
-        account_id = await cache.account_for(request.app.state.deps, secret, digest)
-    if account_id is None:
+        policy = await cache.policy_for(deps, secret, digest)
+    if policy is None:
         raise Unauthorized("The API key is not valid or has been revoked.", invalid_token=True)
-    return Principal(account_id, digest)
+    if policy.expired(deps.clock.now()):
+        raise Unauthorized("The API key has expired.", invalid_token=True)
+    return Principal(policy.account_id, digest, policy)
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
@@ -115,20 +134,27 @@ class CreateRateLimit:
         if not await self.limiter.storage.check():
             raise ConnectionError("rate limit storage did not answer")
 
-    async def check(self, key: str) -> None:
+    async def check(self, key: str, spec: str | None = None) -> None:
+        """``spec``: the key's own limit (``SFUMATO_RATE_LIMIT_CREATE``'s notation), if it has one."""
+        item = self.item if spec is None else _parsed(spec)
         try:
-            if await self.limiter.hit(self.item, "create-task", key):
+            if await self.limiter.hit(item, "create-task", key):
                 return
-            stats = await self.limiter.get_window_stats(self.item, "create-task", key)
+            stats = await self.limiter.get_window_stats(item, "create-task", key)
         except StorageError as exc:
             log.warning("rate limit storage unavailable (%s); allowing the request", exc.storage_error)
             return
         raise RateLimited(int(stats.reset_time - time.time()) + 1)
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(spec: str) -> RateLimitItem:
+    return parse(spec)
+
+
 async def create_rate_limit(request: Request, who: PrincipalDep) -> Principal:
     limiter: CreateRateLimit = request.app.state.create_rate_limit
-    await limiter.check(who.key_hash)
+    await limiter.check(who.key_hash, who.key.rate_limit if who.key else None)
     return who
 
 
@@ -136,8 +162,38 @@ async def authenticate_create(request: Request) -> Principal:
     """:func:`create_rate_limit` without the dependency machinery."""
     who = await authenticate(request)
     limiter: CreateRateLimit = request.app.state.create_rate_limit
-    await limiter.check(who.key_hash)
+    await limiter.check(who.key_hash, who.key.rate_limit if who.key else None)
     return who
 
 
 RateLimitedPrincipal = Annotated[Principal, Depends(create_rate_limit)]
+
+
+# --- The operator's key (``/admin/v1``) ------------------------------------------------------
+
+_admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminKey",
+                           description="The operator's key: `Authorization: Bearer <SFUMATO_ADMIN_KEY>` "
+                                       "(or the one `sfumato admin-key` prints).")
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    actor: str
+    """Who the audit log names: ``admin-key`` over HTTP."""
+
+
+async def operator(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)]
+) -> Operator:
+    """The admin key, compared in constant time (as SHA-256 digests, so the lengths match too).
+    A customer key is refused here like any wrong key; the admin key is no customer key (it has
+    no row in ``api_keys``), so ``/api/v1`` refuses it."""
+    expected: bytes = request.app.state.admin_key_digest
+    given = credentials.credentials if credentials is not None else ""
+    if not given or not hmac.compare_digest(admin_keys.digest(given), expected):
+        raise Unauthorized("Send the admin key as `Authorization: Bearer …` (`sfumato admin-key` prints it).",
+                           invalid_token=bool(given))
+    return Operator("admin-key")
+
+
+OperatorDep = Annotated[Operator, Depends(operator)]

@@ -145,13 +145,16 @@ def _param(param: ParamSpec) -> dict[str, Any]:
 
 
 def _references(rules: ReferenceRules) -> dict[str, Any]:
+    # null kind or mimeType is "left out" to the validator (``catalog/validate.py``), so here too
     kinds = [{"properties": {"kind": {"const": kind},
-                             **({"mimeType": {"enum": list(limit.mime_types)}} if (limit := rules.limit_for(kind))
+                             **({"mimeType": {"enum": [*limit.mime_types, None]}} if (limit := rules.limit_for(kind))
                                 else {})}} for kind in rules.kinds]
+    accepted = [m for one in rules.limits if one.kind in rules.kinds for m in one.mime_types]
+    kinds.append({"properties": {"kind": {"type": "null"}, "mimeType": {"enum": [*accepted, None]}}})
     nullable = {"type": ["string", "null"]}
     item = {"type": "object", "additionalProperties": False, "required": ["url"],
-            "properties": {"url": FILE_URL, "kind": {"type": "string", "enum": list(rules.kinds)},
-                           "mimeType": {"type": "string", "minLength": 1}, "name": nullable,
+            "properties": {"url": FILE_URL, "kind": {"type": ["string", "null"], "enum": [*rules.kinds, None]},
+                           "mimeType": {"type": ["string", "null"], "minLength": 1}, "name": nullable,
                            "durationToken": nullable, "width": {}, "height": {}, "bytes": {}},
             "anyOf": kinds}
     return {"type": "array", "maxItems": rules.max_files, "items": item,

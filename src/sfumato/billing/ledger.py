@@ -14,10 +14,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sfumato.db.models import Account, LedgerEntry
-from sfumato.errors import InsufficientCredits, NotFound
+from sfumato.db.models import Account, LedgerEntry, Task
+from sfumato.errors import Conflict, FieldError, IdempotencyConflict, InsufficientCredits, NotFound
 
 # Built once: every task moves the ledger two or three times, and building these statement
 # objects per call cost more CPU than executing them (bench/slow_tasks.py, docs/benchmarks.md).
@@ -36,6 +37,7 @@ async def _apply(
     *,
     task_id: str | None = None,
     note: str | None = None,
+    idempotency_key: str | None = None,
 ) -> int:
     stmt = _DEBIT if amount < 0 else _CREDIT
     values = {"account": account_id, "amount": amount, "needed": -amount}
@@ -45,10 +47,11 @@ async def _apply(
         if exists is None:
             raise NotFound(f"No account {account_id}.")
         raise InsufficientCredits(f"This task costs {-amount} credits; the balance is lower.")
-    await session.execute(_ENTRY, [{
-        "account_id": account_id, "task_id": task_id, "kind": kind, "amount": amount,
-        "balance_after": balance, "note": note, "created_at": now,
-    }])
+    entry = {"account_id": account_id, "task_id": task_id, "kind": kind, "amount": amount,
+             "balance_after": balance, "note": note, "created_at": now}
+    if idempotency_key is not None:
+        entry["idempotency_key"] = idempotency_key
+    await session.execute(_ENTRY, [entry])
     return balance
 
 
@@ -78,3 +81,74 @@ async def settle(
 async def release(session: AsyncSession, account_id: str, task_id: str, reserved: int, now: datetime) -> int:
     """Give a failed or canceled task's reservation back in full."""
     return await _apply(session, account_id, reserved, "release", now, task_id=task_id)
+
+
+async def _grant_by_key(session: AsyncSession, account_id: str, idempotency_key: str) -> LedgerEntry | None:
+    return await session.scalar(select(LedgerEntry).where(
+        LedgerEntry.account_id == account_id, LedgerEntry.idempotency_key == idempotency_key))
+
+
+def _same_grant(earlier: LedgerEntry, credits: int) -> LedgerEntry:
+    if earlier.amount != credits:
+        raise IdempotencyConflict(
+            f"This idempotency_key was used for a grant of {earlier.amount} credits (entry {earlier.id}).",
+            [FieldError("idempotency_key", "Already used with a different amount.")])
+    return earlier
+
+
+async def grant_once(
+    session: AsyncSession, account_id: str, credits: int, now: datetime, *, idempotency_key: str,
+    note: str | None = None,
+) -> tuple[LedgerEntry, bool]:
+    """An operator's grant (negative: a manual debit, down to zero at most, else ``Conflict``), made once per
+    ``idempotency_key``: ``(entry, True)`` the first time, ``(the first entry, False)`` after.
+
+    ``UNIQUE (account_id, idempotency_key)`` decides a race: on PostgreSQL the second of two
+    concurrent grants waits on the account's row, then fails on the constraint and rolls back
+    its savepoint (its balance change with it) and returns the winner's entry; SQLite's writers
+    are serialised, so the second finds the first."""
+    if credits == 0:
+        raise ValueError("a grant moves a non-zero number of credits")
+    earlier = await _grant_by_key(session, account_id, idempotency_key)
+    if earlier is not None:
+        return _same_grant(earlier, credits), False
+    try:
+        async with session.begin_nested():
+            await _apply(session, account_id, credits, "grant", now, note=note, idempotency_key=idempotency_key)
+    except IntegrityError:
+        earlier = await _grant_by_key(session, account_id, idempotency_key)
+        if earlier is None:
+            raise
+        return _same_grant(earlier, credits), False
+    except InsufficientCredits:
+        balance = await session.scalar(select(Account.balance).where(Account.id == account_id))
+        raise Conflict(f"A debit of {-credits} credits would take the balance ({balance}) below zero; "
+                       "a debit goes down to zero at most.") from None
+    entry = await _grant_by_key(session, account_id, idempotency_key)
+    assert entry is not None
+    return entry, True
+
+
+async def refund(session: AsyncSession, task_id: str, now: datetime, note: str | None = None) -> LedgerEntry:
+    """Give a succeeded task's charge back, once (``UNIQUE (task_id, kind)``): a ``refund`` entry.
+    ``Conflict`` for a task that is not succeeded, charged nothing, or was refunded already."""
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"No task {task_id[:80]}.")
+    if task.status != "succeeded":
+        raise Conflict(f"Only a succeeded task's charge can be refunded; this task is {task.status} "
+                       "(a failed or canceled task was refunded when it ended).")
+    if task.final_credits <= 0:
+        raise Conflict("The task was charged nothing; there is nothing to refund.")
+    refunded = select(LedgerEntry).where(LedgerEntry.task_id == task_id, LedgerEntry.kind == "refund")
+    if await session.scalar(refunded) is None:
+        try:
+            async with session.begin_nested():
+                await _apply(session, task.account_id, task.final_credits, "refund", now, task_id=task_id, note=note)
+        except IntegrityError:
+            pass  # a concurrent refund won: reported below like any second refund
+        else:
+            entry = await session.scalar(refunded)
+            assert entry is not None
+            return entry
+    raise Conflict(f"The task's charge of {task.final_credits} credits was refunded already.")

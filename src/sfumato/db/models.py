@@ -37,10 +37,11 @@ class Base(DeclarativeBase):
 
 class Account(Base):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"), UniqueConstraint("name"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    """Unique: the CLI and the operator find an account by it."""
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     webhook_url: Mapped[str | None] = mapped_column(Text)
@@ -51,10 +52,13 @@ class Account(Base):
     """The queue turn of this account's latest normal task (``tasks/queue.py``)."""
     low_queue_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The queue turn of this account's latest low-priority task."""
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Set by an operator: the account's keys are refused (401) and it can start nothing."""
 
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("credit_period IN ('day', 'month')", name="credit_period"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -64,9 +68,20 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Refused (401) from then on, like a revoked key."""
+    models: Mapped[list[str] | None] = mapped_column(JSONType)
+    """The model ids this key may create tasks on (``None``: all); others are 403 ``forbidden``."""
+    rate_limit: Mapped[str | None] = mapped_column(String(40))
+    """This key's create limit (``60/minute``) instead of ``SFUMATO_RATE_LIMIT_CREATE``."""
+    credit_limit: Mapped[int | None] = mapped_column(BigInteger)
+    """Most credits the key's tasks may take per ``credit_period`` (reserved minus given back),
+    checked in the reservation's transaction (``billing/budget.py``)."""
+    credit_period: Mapped[str | None] = mapped_column(String(8))
+    """``day`` or ``month`` (UTC), with ``credit_limit``."""
 
 
-LEDGER_KINDS = ("grant", "reserve", "settle", "release")
+LEDGER_KINDS = ("grant", "reserve", "settle", "release", "refund")
 
 
 class LedgerEntry(Base):
@@ -75,7 +90,8 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("task_id", "kind"),
-        CheckConstraint("kind IN ('grant', 'reserve', 'settle', 'release')", name="kind"),
+        UniqueConstraint("account_id", "idempotency_key"),
+        CheckConstraint("kind IN ('grant', 'reserve', 'settle', 'release', 'refund')", name="kind"),
         CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
         Index(None, "account_id", "id"),
     )
@@ -88,6 +104,8 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    """An operator's grant: the same key again grants nothing (``UNIQUE (account_id, key)``)."""
 
 
 class Task(Base):
@@ -103,6 +121,8 @@ class Task(Base):
         Index(None, "status", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL"),
               sqlite_where=text("deadline_at IS NOT NULL")),
         Index(None, "account_id", "created_at", "id"),
+        Index(None, "budget_key_id", "created_at", postgresql_where=text("budget_key_id IS NOT NULL"),
+              sqlite_where=text("budget_key_id IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -140,6 +160,9 @@ class Task(Base):
     queue_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Its turn in the queue (start-time fair queueing by account, ``tasks/queue.py``): claims
     take the lowest first."""
+    budget_key_id: Mapped[str | None] = mapped_column(String(64))
+    """The API key whose ``credit_limit`` this task counts against; only set for such keys, so
+    a create with an unlimited key writes and indexes nothing more (``billing/budget.py``)."""
 
 
 class QueueClock(Base):
@@ -216,3 +239,19 @@ class WebhookDelivery(Base):
     """One entry per attempt: ``at``, ``status_code`` or ``error``, ``duration_ms``."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """Append-only: one row per operator write (over ``/admin/v1`` or the CLI)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(40))
+    """``admin-key`` (HTTP) or ``cli``."""
+    action: Mapped[str] = mapped_column(String(40))
+    """``account.create``, ``key.revoke``, ``grant``, ``task.refund``…"""
+    target: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

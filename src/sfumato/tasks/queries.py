@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sfumato import ids
-from sfumato.db.driver import Driver, Row, SqliteDriver, Steps, sqlite_sql, sqlite_value
+from sfumato.billing import budget as budgets
+from sfumato.db.driver import Driver, PgDriver, Row, SqliteDriver, Steps, sqlite_sql, sqlite_value
 from sfumato.db.models import Task
 from sfumato.errors import InsufficientCredits, NotFound
 from sfumato.tasks import queue
@@ -150,6 +151,8 @@ class NewTask:
     deadline_at: datetime | None = None
     ageing: int = queue.DEFAULT_AGEING
     """How many turns a low-priority task is placed behind (``tasks/queue.py``)."""
+    budget: budgets.Budget | None = None
+    """The creating key's credit limit, checked in the same transaction (``billing/budget.py``)."""
 
     @property
     def status(self) -> Status:
@@ -169,6 +172,8 @@ class NewTask:
 
 def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
     now = sqlite_value(new.now)
+    if new.budget is not None:
+        budgets.check_sqlite(conn, new.budget, new.price)
     found = conn.execute(DEBIT_SQLITE, (new.account_id, new.price, new.priority, new.ageing)).fetchone()
     if found is None:
         return None
@@ -177,7 +182,28 @@ def _create_sqlite(conn: sqlite3.Connection, new: NewTask) -> int | None:
                                       json.dumps(new.params), new.request_id, now,
                                       *(sqlite_value(v) for v in new.state()), turn))
     conn.execute(RESERVE_SQLITE, (new.account_id, new.id, -new.price, balance, now))
+    if new.budget is not None:
+        conn.execute(budgets.MARK_SQLITE, (new.id, new.budget.key_id))
     return balance
+
+
+def _create_args(new: NewTask) -> tuple[Any, ...]:
+    return (new.id, new.account_id, new.price, new.model, new.prompt, json.dumps(new.params), new.request_id,
+            new.now, *new.state(), new.ageing)
+
+
+async def _create_pg_budgeted(driver: PgDriver, new: NewTask) -> int | None:
+    """A key with a credit limit: its row lock, the sum of its spend, the usual one-statement
+    create, and the task marked as the key's, in one transaction (four round trips, for such
+    keys only)."""
+    assert new.budget is not None
+    async with driver.transaction() as conn:
+        await budgets.check_pg(conn, new.budget, new.price)
+        found = await conn.fetchrow(CREATE_PG if new.lease is None else CREATE_RUNNING_PG, *_create_args(new))
+        if found is None:
+            return None
+        await conn.execute(budgets.MARK_PG, new.id, new.budget.key_id)
+        return int(found["balance"])
 
 
 async def create_task(driver: Driver, new: NewTask) -> TaskRow:
@@ -185,10 +211,10 @@ async def create_task(driver: Driver, new: NewTask) -> TaskRow:
     ``NotFound`` for an account that does not exist) and nothing written if it cannot."""
     if isinstance(driver, SqliteDriver):
         balance = await driver.write(lambda conn: _create_sqlite(conn, new))
+    elif new.budget is not None:
+        balance = await _create_pg_budgeted(driver, new)
     else:
-        found = await driver.fetchrow(CREATE_PG if new.lease is None else CREATE_RUNNING_PG, new.id,
-                                      new.account_id, new.price, new.model, new.prompt, json.dumps(new.params),
-                                      new.request_id, new.now, *new.state(), new.ageing)
+        found = await driver.fetchrow(CREATE_PG if new.lease is None else CREATE_RUNNING_PG, *_create_args(new))
         balance = None if found is None else int(found["balance"])
     if balance is None:
         if await driver.fetchrow(ACCOUNT_EXISTS_SQLITE if driver.is_sqlite else ACCOUNT_EXISTS,

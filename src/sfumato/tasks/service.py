@@ -17,11 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sfumato import ids, logs, pagination
+from sfumato.accounts.queries import KeyPolicy
+from sfumato.billing import budget as budgets
 from sfumato.billing import ledger
 from sfumato.catalog.validate import TaskRequest
 from sfumato.db.driver import Driver
 from sfumato.db.models import IdempotencyKey, Task
-from sfumato.errors import FieldError, IdempotencyConflict, NotFound, TaskNotCancelable
+from sfumato.errors import FieldError, Forbidden, IdempotencyConflict, NotFound, TaskNotCancelable
 from sfumato.files import references
 from sfumato.files.urls import MediaSigner
 from sfumato.tasks import lifecycle, queries, queue
@@ -74,6 +76,22 @@ async def _replay(
     return await session.get(Task, record.task_id)
 
 
+def key_policy(account_id: str, key: KeyPolicy | None) -> KeyPolicy | None:
+    """The creating key's limits, if it is this account's key (every door passes the key it
+    authenticated; the CLI and internal callers create under no key's limits)."""
+    return key if key is not None and key.account_id == account_id else None
+
+
+def allowed(policy: KeyPolicy | None, request: TaskRequest, now: datetime) -> budgets.Budget | None:
+    """Refuse a model outside the key's list (403); the key's budget for this create, if any."""
+    if policy is None:
+        return None
+    if policy.models is not None and request.model.id not in policy.models:
+        raise Forbidden(f"This API key may not use the model {request.model.id}.", details=[FieldError(
+            "model", f"This key may use: {', '.join(sorted(policy.models)) or 'no model'}.")])
+    return budgets.budget_of(policy.key_id, policy.credit_limit, policy.credit_period, now)
+
+
 async def create_task(
     session: AsyncSession,
     account_id: str,
@@ -83,8 +101,11 @@ async def create_task(
     idempotency_window: timedelta,
     signer: MediaSigner | None = None,
     ageing: int = queue.DEFAULT_AGEING,
+    api_key: KeyPolicy | None = None,
 ) -> Created:
-    """``ageing``: how many turns a low-priority task is placed behind (``tasks/queue.py``)."""
+    """``ageing``: how many turns a low-priority task is placed behind (``tasks/queue.py``);
+    ``api_key``: the creating key's limits (models, budget), ``None`` for none."""
+    budget = allowed(key_policy(account_id, api_key), request, now)
     key = request.client_request_id
     digest = request_hash(request)
     if key is not None:
@@ -99,11 +120,14 @@ async def create_task(
         attempts=0, cancel_requested=False, created_at=now, updated_at=now,
         request_id=logs.request_id.get() or None, webhook_url=request.webhook_url,
         priority=request.priority, deadline_at=deadline(request, now),
+        budget_key_id=None if budget is None else budget.key_id,
     )
     if request.webhook_url is not None:
         await webhooks.ensure_secret(session, account_id)
     try:
         async with session.begin_nested():
+            if budget is not None:  # the key's lock before the account's (billing/budget.py)
+                await budgets.check_session(session, budget, request.price)
             task.queue_key = await queue.take_turn(session, account_id, request.priority, ageing)
             session.add(task)
             await session.flush()
@@ -136,24 +160,26 @@ def deadline(request: TaskRequest, now: datetime) -> datetime | None:
 
 
 def _new_task(account_id: str, request: TaskRequest, now: datetime,
-              lease: tuple[str, datetime] | None = None, ageing: int = queue.DEFAULT_AGEING) -> queries.NewTask:
+              lease: tuple[str, datetime] | None = None, ageing: int = queue.DEFAULT_AGEING,
+              api_key: KeyPolicy | None = None) -> queries.NewTask:
+    budget = allowed(key_policy(account_id, api_key), request, now)
     return queries.NewTask(
         id=ids.task_id(), account_id=account_id, model=request.model.id, prompt=request.prompt,
         params=request.stored_params(), price=request.price, request_id=logs.request_id.get() or None, now=now,
-        lease=lease, priority=request.priority, deadline_at=deadline(request, now), ageing=ageing)
+        lease=lease, priority=request.priority, deadline_at=deadline(request, now), ageing=ageing, budget=budget)
 
 
 async def create_plain(driver: Driver, account_id: str, request: TaskRequest, now: datetime,
-                       ageing: int = queue.DEFAULT_AGEING) -> queries.TaskRow:
+                       ageing: int = queue.DEFAULT_AGEING, *, api_key: KeyPolicy | None = None) -> queries.TaskRow:
     """``create_task`` for a plain request (:func:`is_plain`), through the driver."""
-    return await queries.create_task(driver, _new_task(account_id, request, now, ageing=ageing))
+    return await queries.create_task(driver, _new_task(account_id, request, now, ageing=ageing, api_key=api_key))
 
 
 async def create_running(driver: Driver, account_id: str, request: TaskRequest, now: datetime,
-                         lease: tuple[str, datetime]) -> Claim:
+                         lease: tuple[str, datetime], *, api_key: KeyPolicy | None = None) -> Claim:
     """:func:`create_plain`, the task written already claimed under ``lease`` for a worker of
     this process to run at once (``Worker.run_now``): the same reservation and ledger entry."""
-    new = _new_task(account_id, request, now, lease)
+    new = _new_task(account_id, request, now, lease, api_key=api_key)
     await queries.create_task(driver, new)
     return Claim(task_id=new.id, account_id=account_id, model=new.model, prompt=new.prompt, params=new.params,
                  reference_file_ids=[], reserved_credits=new.price, attempts=1, request_id=new.request_id,

@@ -14,12 +14,13 @@ from sfumato import metrics
 from sfumato.api.bodies import json_body
 from sfumato.api.dependencies import DepsDep, PrincipalDep, RateLimitedPrincipal
 from sfumato.api.request_schemas import BUILTIN_CATALOG, CURSOR, DEFAULT_PROMPT_CAP, task_create_body
-from sfumato.api.schemas import ErrorEnvelope, TaskOut, TaskPage, TaskView
+from sfumato.api.schemas import ErrorEnvelope, QuoteOut, TaskOut, TaskPage, TaskView
 from sfumato.catalog import validate_task_request
+from sfumato.catalog.validate import TaskRequest
 from sfumato.db.notify import CANCEL_REQUESTED, TASK_QUEUED, notify
 from sfumato.deps import Deps
 from sfumato.errors import FieldError, ValidationFailed
-from sfumato.tasks import deadline, queries, service, watch
+from sfumato.tasks import deadline, queries, quote, service, watch
 from sfumato.tasks.status import TERMINAL, Status
 from sfumato.webhooks.urls import destination_problem
 
@@ -28,6 +29,17 @@ from sfumato.webhooks.urls import destination_problem
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 _errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (401, 404, 422)}
+
+
+CANCEL_AFTER_PARAMETER = {
+    "name": deadline.HEADER, "in": "header", "required": False,
+    "description": "A deadline counted from creation (`30s`, `5m`, `1h30m`; a bare number is seconds): "
+                   "not done by then, the task ends `canceled` with `deadline_exceeded`, refunded. "
+                   "Format `sfumato-duration`: between SFUMATO_CANCEL_AFTER_MIN_SECONDS (5) and "
+                   "SFUMATO_CANCEL_AFTER_MAX_SECONDS (86400) seconds; outside them, 422.",
+    "schema": {"type": "string", "format": "sfumato-duration", "pattern": deadline.PATTERN,
+               "maxLength": 40, "examples": ["30s", "5m"]},
+}
 
 
 def view(deps: Deps, request: Request) -> TaskView:
@@ -42,15 +54,7 @@ def view(deps: Deps, request: Request) -> TaskView:
     response_model=TaskOut,
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": task_create_body(BUILTIN_CATALOG, DEFAULT_PROMPT_CAP)}}},
-        "parameters": [{
-            "name": deadline.HEADER, "in": "header", "required": False,
-            "description": "A deadline counted from creation (`30s`, `5m`, `1h30m`; a bare number is seconds): "
-                           "not done by then, the task ends `canceled` with `deadline_exceeded`, refunded. "
-                           "Format `sfumato-duration`: between SFUMATO_CANCEL_AFTER_MIN_SECONDS (5) and "
-                           "SFUMATO_CANCEL_AFTER_MAX_SECONDS (86400) seconds; outside them, 422.",
-            "schema": {"type": "string", "format": "sfumato-duration", "pattern": deadline.PATTERN,
-                       "maxLength": 40, "examples": ["30s", "5m"]},
-        }, {
+        "parameters": [CANCEL_AFTER_PARAMETER, {
             "name": "Prefer", "in": "header", "required": False,
             "description": "`wait=N`: hold the answer up to N seconds (capped) for the task to end.",
             "schema": {"type": "string", "examples": ["wait=30"]},
@@ -58,28 +62,23 @@ def view(deps: Deps, request: Request) -> TaskView:
     responses={
         200: {"model": TaskOut, "description": "Replay: the task an earlier request with this client_request_id "
               "made; or, with `Prefer: wait=N`, the task once it ended within N seconds."},
-        402: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope},
+        402: {"model": ErrorEnvelope}, 403: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
+        413: {"model": ErrorEnvelope},
         429: {"model": ErrorEnvelope}, **_errors,
     },
 )
 async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal) -> JSONResponse:
-    body = await json_body(request)
-    task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
-    if (header := request.headers.get(deadline.HEADER)) is not None:
-        task_request = replace(task_request, cancel_after=deadline.cancel_after(
-            header, least=deps.settings.cancel_after_min_seconds, most=deps.settings.cancel_after_max_seconds))
-    if task_request.webhook_url and (refused := destination_problem(task_request.webhook_url,
-                                                                     deps.settings.webhook_allow_private)):
-        raise ValidationFailed(details=[FieldError("webhook_url", refused)])
+    task_request = await parse_create(request, deps)
     if service.is_plain(task_request):
         outcome = service.Created(await service.create_plain(deps.db.driver, who.account_id, task_request,
-                                                             deps.clock.now(), deps.settings.low_priority_ageing),
+                                                             deps.clock.now(), deps.settings.low_priority_ageing,
+                                                             api_key=who.key),
                                   created=True)
     else:
         async with deps.db.write() as session:
             outcome = await service.create_task(
                 session, who.account_id, task_request, deps.clock.now(), idempotency_window=deps.idempotency_window,
-                signer=deps.signer, ageing=deps.settings.low_priority_ageing,
+                signer=deps.signer, ageing=deps.settings.low_priority_ageing, api_key=who.key,
             )
             if outcome.created:
                 await notify(session, TASK_QUEUED)
@@ -96,6 +95,19 @@ async def create_task(request: Request, deps: DepsDep, who: RateLimitedPrincipal
     ended = task.status in TERMINAL
     status = 202 if outcome.created and not ended else 200
     return JSONResponse(view(deps, request).task(task), status_code=status, headers=headers)
+
+
+async def parse_create(request: Request, deps: Deps) -> TaskRequest:
+    """A create's body and headers as the normalised request, or the create's 422 (also a quote's)."""
+    body = await json_body(request)
+    task_request = validate_task_request(body, deps.catalog, max_prompt_chars=deps.settings.max_prompt_chars)
+    if (header := request.headers.get(deadline.HEADER)) is not None:
+        task_request = replace(task_request, cancel_after=deadline.cancel_after(
+            header, least=deps.settings.cancel_after_min_seconds, most=deps.settings.cancel_after_max_seconds))
+    if task_request.webhook_url and (refused := destination_problem(task_request.webhook_url,
+                                                                     deps.settings.webhook_allow_private)):
+        raise ValidationFailed(details=[FieldError("webhook_url", refused)])
+    return task_request
 
 
 def preferred_wait(prefer: str | None, cap: int) -> int:
@@ -122,6 +134,25 @@ async def list_tasks(
     shape = view(deps, request)
     page = [shape.task(t) for t in tasks]
     return JSONResponse({"data": page, "next_cursor": next_cursor, "has_more": next_cursor is not None})
+
+
+@router.post(
+    "/quote",
+    summary="Price a task without creating it",
+    response_model=QuoteOut,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": task_create_body(BUILTIN_CATALOG, DEFAULT_PROMPT_CAP)}}},
+        "parameters": [CANCEL_AFTER_PARAMETER]},
+    responses={403: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope}, **_errors},
+)
+async def quote_task(request: Request, deps: DepsDep, who: PrincipalDep) -> dict[str, Any]:
+    """The body of a create: the model, the params as the task would keep them and the price a
+    create would reserve, or the create's 422. Reserves nothing and writes nothing."""
+    task_request = await parse_create(request, deps)
+    async with deps.db.read() as session:
+        found = await quote.quote(session, who.account_id, task_request, deps.clock.now(), deps.signer,
+                                  api_key=who.key)
+    return found.as_json()
 
 
 @router.get("/{task_id}", summary="Get a task", response_model=TaskOut, responses=_errors)
