@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 
@@ -29,6 +30,7 @@ from sfumato.db import migrate
 from sfumato.db.models import Base
 from sfumato.deps import Deps
 from sfumato.settings import Settings
+from tests.upstreams.openai import FakeOpenAI
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -196,3 +198,16 @@ async def serve(deps: Deps) -> AsyncIterator[httpx.AsyncClient]:
 async def client(deps: Deps) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(deps) as c:
         yield c
+
+
+@pytest.fixture
+async def upstream(make_deps: Callable[..., Any], tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeOpenAI, Deps]]:
+    """gpt-image-1-5 routed to the OpenAI fake (one attempt); the deps built on it."""
+    async with FakeOpenAI() as fake:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(yaml.safe_dump({"models": {"gpt-image-1-5": [{
+            "provider": "openai", "upstream_model": "gpt-image-1.5", "base_url": f"{fake.url}/v1",
+            "credentials_env": "SFUMATO_TEST_OPENAI_KEY", "timeout_seconds": 5, "retry": {"max_attempts": 1}}]}}))
+        monkeypatch.setenv("SFUMATO_TEST_OPENAI_KEY", fake.key)
+        yield fake, await make_deps(routes_file=routes)

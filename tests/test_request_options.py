@@ -10,13 +10,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-import yaml
 from PIL import Image
 
 from sfumato.catalog import load_catalog
@@ -51,19 +50,6 @@ def png_data_url() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 30), "green").save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-@pytest.fixture
-async def upstream(make_deps: Callable[..., Any], tmp_path: Path,
-                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeOpenAI, Any]]:
-    """gpt-image-1-5 routed to the OpenAI fake; the deps built on it."""
-    async with FakeOpenAI() as fake:
-        routes = tmp_path / "routes.yaml"
-        routes.write_text(yaml.safe_dump({"models": {"gpt-image-1-5": [{
-            "provider": "openai", "upstream_model": "gpt-image-1.5", "base_url": f"{fake.url}/v1",
-            "credentials_env": "SFUMATO_TEST_OPENAI_KEY", "timeout_seconds": 5, "retry": {"max_attempts": 1}}]}}))
-        monkeypatch.setenv("SFUMATO_TEST_OPENAI_KEY", fake.key)
-        yield fake, await make_deps(routes_file=routes)
 
 
 # --- the image-edit API (spec §8) ------------------------------------------------------------------

@@ -22,12 +22,8 @@ from tests.test_client import live
 
 
 async def _events(client: httpx.AsyncClient, path: str, headers: dict[str, str]) -> list[tuple[str, str]]:
-    seen = []
-    async with aconnect_sse(client, "GET", path, headers=headers) as source:
-        assert source.response.headers["content-type"].startswith("text/event-stream")
-        async for event in source.aiter_sse():
-            seen.append((event.id, json.loads(event.data)["status"]))
-    return seen
+    """The status events' ids and statuses."""
+    return [(number, data["status"]) for number, kind, data in await _story(client, path, headers) if kind == "status"]
 
 
 async def test_the_stream_shows_each_status_and_ends_with_the_terminal_one(make_deps: Callable[..., Any]) -> None:
@@ -99,6 +95,7 @@ async def _story(client: httpx.AsyncClient, path: str, headers: dict[str, str], 
                  ) -> list[tuple[str, str, dict[str, Any]]]:
     seen = []
     async with aconnect_sse(client, "GET", path, headers=headers) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
         async for event in source.aiter_sse():
             seen.append((event.id, event.event, json.loads(event.data)))
             if event.event == stop_at:

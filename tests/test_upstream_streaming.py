@@ -9,14 +9,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import yaml
 from PIL import Image
 from sqlalchemy import select
 
@@ -150,19 +148,6 @@ async def test_the_event_reader_takes_lines_cut_anywhere_and_caps_an_event() -> 
 
 
 # --- through the task engine -----------------------------------------------------------------
-
-@pytest.fixture
-async def upstream(make_deps: Callable[..., Any], tmp_path: Path,
-                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeOpenAI, Deps]]:
-    """gpt-image-1-5 routed to the OpenAI fake (one attempt); the deps built on it."""
-    async with FakeOpenAI() as server:
-        routes = tmp_path / "routes.yaml"
-        routes.write_text(yaml.safe_dump({"models": {"gpt-image-1-5": [{
-            "provider": "openai", "upstream_model": "gpt-image-1.5", "base_url": f"{server.url}/v1",
-            "credentials_env": "SFUMATO_TEST_OPENAI_KEY", "timeout_seconds": 5, "retry": {"max_attempts": 1}}]}}))
-        monkeypatch.setenv("SFUMATO_TEST_OPENAI_KEY", server.key)
-        yield server, await make_deps(routes_file=routes)
-
 
 async def _previews(deps: Deps, task_id: str) -> list[StoredFile]:
     async with deps.db.read() as session:

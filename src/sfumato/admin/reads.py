@@ -8,11 +8,11 @@ from prometheus_client import generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sfumato import pagination
 from sfumato.clock import iso_ms
 from sfumato.db.models import Task
 from sfumato.providers import health
 from sfumato.providers.registry import ProviderRegistry
+from sfumato.tasks import service
 from sfumato.tasks.status import Status
 
 RECENT_FAILURES = 5
@@ -23,17 +23,8 @@ async def list_tasks(
     model: str | None = None, cursor: str | None = None, limit: int = 20,
 ) -> tuple[list[Task], str | None]:
     """Every account's tasks (or one's), newest first, a page at a time."""
-    stmt = select(Task)
-    if account_id is not None:
-        stmt = stmt.where(Task.account_id == account_id)
-    if status is not None:
-        stmt = stmt.where(Task.status == status.value)
-    if model is not None:
-        stmt = stmt.where(Task.model == model)
-    stmt, limit = pagination.page_query(stmt, Task.created_at, Task.id, cursor, limit)
-    rows = list(await session.scalars(stmt))
-    page = rows[:limit]
-    return page, (pagination.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    return await service.task_page(session, account_id=account_id, status=status, model=model, cursor=cursor,
+                                   limit=limit)
 
 
 async def _recent_failures(session: AsyncSession, model: str) -> list[dict[str, Any]]:

@@ -18,6 +18,20 @@ EXTENSIONS = {
 }
 
 
+async def _write(storage: Storage, account_id: str, task_id: str, image: OutputImage, now: datetime,
+                 retention: timedelta, purpose: str, stem: str) -> StoredFile:
+    """Write one image atomically and return its (not yet added) file row, ``{stem}.{ext}``."""
+    file_id = ids.file_id()
+    ext = EXTENSIONS.get(image.mime_type, "bin")
+    key = f"outputs/{account_id}/{file_id}.{ext}"
+    await storage.put(key, image.data)
+    return StoredFile(
+        id=file_id, account_id=account_id, task_id=task_id, purpose=purpose, kind="image",
+        name=f"{stem}.{ext}", mime_type=image.mime_type, bytes=len(image.data),
+        width=image.width, height=image.height, storage_key=key, created_at=now, expires_at=now + retention,
+    )
+
+
 async def write_outputs(
     storage: Storage,
     account_id: str,
@@ -27,34 +41,15 @@ async def write_outputs(
     retention: timedelta,
 ) -> list[StoredFile]:
     """Write each image atomically and return its (not yet added) file row."""
-    files = []
-    for index, image in enumerate(images):
-        file_id = ids.file_id()
-        ext = EXTENSIONS.get(image.mime_type, "bin")
-        key = f"outputs/{account_id}/{file_id}.{ext}"
-        await storage.put(key, image.data)
-        files.append(StoredFile(
-            id=file_id, account_id=account_id, task_id=task_id, purpose="output", kind="image",
-            name=f"{task_id}-{index}.{ext}", mime_type=image.mime_type, bytes=len(image.data),
-            width=image.width, height=image.height, storage_key=key,
-            created_at=now, expires_at=now + retention,
-        ))
-    return files
+    return [await _write(storage, account_id, task_id, image, now, retention, "output", f"{task_id}-{index}")
+            for index, image in enumerate(images)]
 
 
 async def write_preview(storage: Storage, account_id: str, task_id: str, index: int, image: OutputImage,
                         now: datetime, retention: timedelta) -> StoredFile:
     """Write one partial image (a preview) like an output, as a ``preview`` file: kept as long
     as the outputs, never part of the result, never billed."""
-    file_id = ids.file_id()
-    ext = EXTENSIONS.get(image.mime_type, "bin")
-    key = f"outputs/{account_id}/{file_id}.{ext}"
-    await storage.put(key, image.data)
-    return StoredFile(
-        id=file_id, account_id=account_id, task_id=task_id, purpose=PREVIEW, kind="image",
-        name=f"{task_id}-preview-{index}.{ext}", mime_type=image.mime_type, bytes=len(image.data),
-        width=image.width, height=image.height, storage_key=key, created_at=now, expires_at=now + retention,
-    )
+    return await _write(storage, account_id, task_id, image, now, retention, PREVIEW, f"{task_id}-preview-{index}")
 
 
 def media_entry(stored: StoredFile) -> dict[str, Any]:

@@ -203,7 +203,15 @@ async def list_tasks(
     model: str | None = None,
 ) -> tuple[list[Task], str | None]:
     """Newest first. Returns a page and the cursor of the next one (``None`` at the end)."""
-    stmt = select(Task).where(Task.account_id == account_id)
+    return await task_page(session, account_id=account_id, limit=limit, cursor=cursor, status=status, model=model)
+
+
+async def task_page(
+    session: AsyncSession, *, account_id: str | None, limit: int = 20, cursor: str | None = None,
+    status: Status | None = None, model: str | None = None,
+) -> tuple[list[Task], str | None]:
+    """:func:`list_tasks` of one account, or (``account_id=None``, the operator's) of all."""
+    stmt = select(Task) if account_id is None else select(Task).where(Task.account_id == account_id)
     if status is not None:
         stmt = stmt.where(Task.status == status.value)
     if model is not None:

@@ -16,16 +16,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from sfumato.errors import NotFound
+from sfumato.web.assets import SHIPPED, asset_file
 from sfumato.web.pages import templates
-from sfumato.web.playground import ASSETS as STATIC_ASSETS
-from sfumato.web.playground import MEDIA_TYPES
 
 router = APIRouter(include_in_schema=False)
 ASSETS_URL = "/console/assets"
 # The console's modules and styles, and the playground's it shares (dom.js, api.js, playground.css),
 # looked up by name only.
-ASSETS = {name: STATIC_ASSETS[name] for name in (
+ASSETS = {name: SHIPPED[name] for name in (
     "console.js", "console-accounts.js", "console-api.js", "console-chart.js", "console.css",
     "dom.js", "api.js", "playground.css")}
 SECURITY_HEADERS = {
@@ -48,8 +46,4 @@ async def console(request: Request) -> HTMLResponse:
 
 @router.get(ASSETS_URL + "/{name}")
 async def asset(name: str) -> FileResponse:
-    path = ASSETS.get(name)
-    if path is None:
-        raise NotFound(f"No console asset {name[:100]!r}.")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return asset_file(ASSETS, name, "console")

@@ -9,19 +9,13 @@ and every request on this origin, so the key can only travel to this server.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from sfumato.errors import NotFound
+from sfumato.web.assets import SHIPPED, asset_file
 from sfumato.web.pages import templates
 
 router = APIRouter(include_in_schema=False)
-STATIC = Path(__file__).with_name("static")
-MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
-# Only files that ship in static/ are served, looked up by name: no path is ever joined from input.
-ASSETS = {path.name: path for path in STATIC.iterdir() if path.suffix in MEDIA_TYPES}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -41,11 +35,7 @@ async def playground(request: Request) -> HTMLResponse:
 
 @router.get("/playground/assets/{name}")
 async def asset(name: str) -> FileResponse:
-    path = ASSETS.get(name)
-    if path is None:
-        raise NotFound(f"No playground asset {name[:100]!r}.")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return asset_file(SHIPPED, name, "playground")
 
 
 @router.get("/favicon.ico")

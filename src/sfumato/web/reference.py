@@ -21,13 +21,11 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from sfumato.errors import NotFound
+from sfumato.web.assets import STATIC, asset_file
 from sfumato.web.pages import templates
-from sfumato.web.playground import STATIC
 
 router = APIRouter(include_in_schema=False)
 BUNDLES = Path(str(importlib.resources.files("fastapi_offline") / "static"))
-MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css"}
 # Looked up by name only: no path is ever joined from input.
 ASSETS = {
     "swagger-ui-bundle.js": BUNDLES / "swagger-ui-bundle.js",
@@ -71,8 +69,4 @@ async def redoc(request: Request) -> HTMLResponse:
 
 @router.get(ASSETS_URL + "/{name}")
 async def asset(name: str) -> FileResponse:
-    path = ASSETS.get(name)
-    if path is None:
-        raise NotFound(f"No reference asset {name[:100]!r}.")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return asset_file(ASSETS, name, "reference")

@@ -39,6 +39,7 @@ from sfumato.api.schemas import ImageEditEnvelope
 from sfumato.api.surfaces.openai_images import json_images, start_tasks
 from sfumato.api.surfaces.openai_params import QUALITY as OPENAI_QUALITY
 from sfumato.api.surfaces.openai_params import OpenAIRequest, sizes_of
+from sfumato.api.surfaces.openai_stream import sse_event
 from sfumato.catalog import ModelSpec
 from sfumato.catalog.options import NO_OPTIONS, OPTION_KEYS, RequestOptions, read_options
 from sfumato.clock import iso_ms
@@ -183,14 +184,10 @@ async def _stream(deps: Deps, request: Request, account_id: str, tasks: list[Any
             if seen.status_changed:
                 yield f"event: status\ndata: {json.dumps({'task_id': last.id, 'task_status': last.status})}\n\n"
             for index, stored in enumerate(seen.previews, start=seen.first_index):
-                yield _sse("image_edit.partial_image", _partial(deps, request, last, stored, index, began))
+                yield sse_event("image_edit.partial_image", _partial(deps, request, last, stored, index, began))
         ended.append(last)
     completed = envelope_of(deps, request, ended, time.monotonic() - began)
-    yield _sse("image_edit.completed", completed)
-
-
-def _sse(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    yield sse_event("image_edit.completed", completed)
 
 
 def _partial(deps: Deps, request: Request, task: AnyTask, stored: StoredFile, index: int, began: float

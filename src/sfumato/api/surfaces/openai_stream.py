@@ -52,10 +52,11 @@ def streamed(deps: Deps, asked: OpenAIRequest, ended: Awaitable[Ended], tasks: l
             try:
                 body = await answer(waiting.result())
             except SfumatoError as exc:
-                yield _sse("error", {"type": "error", **openai_error(exc.status, exc.code, exc.message, exc.details)})
+                error = openai_error(exc.status, exc.code, exc.message, exc.details)
+                yield sse_event("error", {"type": "error", **error})
                 return
             for item in body["data"]:
-                yield _sse(f"{kind}.completed", {
+                yield sse_event(f"{kind}.completed", {
                     "type": f"{kind}.completed", "b64_json": item["b64_json"], "created_at": body["created"],
                     "size": body["size"], "quality": body["quality"], "background": body["background"],
                     "output_format": body["output_format"], "usage": NO_USAGE})
@@ -66,7 +67,8 @@ def streamed(deps: Deps, asked: OpenAIRequest, ended: Awaitable[Ended], tasks: l
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _sse(name: str, data: dict[str, Any]) -> str:
+def sse_event(name: str, data: dict[str, Any]) -> str:
+    """One server-sent event: its name and its JSON data on one line."""
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
@@ -80,7 +82,7 @@ async def _partials(deps: Deps, asked: OpenAIRequest, kind: str, tasks: list[Any
                 continue
             for index, stored in enumerate(seen.previews, start=seen.first_index):
                 data = await deps.storage.get(stored.storage_key)
-                yield _sse(f"{kind}.partial_image", {
+                yield sse_event(f"{kind}.partial_image", {
                     "type": f"{kind}.partial_image", "b64_json": base64.b64encode(data).decode(),
                     "created_at": int(stored.created_at.timestamp()), "partial_image_index": index,
                     "size": asked.size or f"{stored.width}x{stored.height}",

@@ -27,8 +27,9 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-async function call(method, path, { json, body, headers, signal } = {}) {
-  const init = { method, headers: { Accept: "application/json", ...authHeaders(), ...headers }, signal };
+// One call to this server: the JSON it answered, or an ApiError made from its error envelope.
+export async function requestJson(path, { method = "GET", json, body, headers, signal } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers }, signal };
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -46,6 +47,9 @@ async function call(method, path, { json, body, headers, signal } = {}) {
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get("Retry-After"));
   return data;
 }
+
+const call = (method, path, { headers, ...rest } = {}) =>
+  requestJson(path, { ...rest, method, headers: { ...authHeaders(), ...headers } });
 
 export const api = {
   models: () => call("GET", "/api/v1/models"),

@@ -1,7 +1,7 @@
 // The admin API of this server (/admin/v1), as the console uses it. The admin key is kept apart
 // from the playground's key and sent only in the Authorization header, only to this origin.
 
-import { ApiError } from "./api.js";
+import { requestJson } from "./api.js";
 
 const KEY_STORE = "sfumato.adminKey";
 const BASE = "/admin/v1";
@@ -12,25 +12,9 @@ export const adminKey = {
   clear: () => localStorage.removeItem(KEY_STORE),
 };
 
-async function call(method, path, json) {
-  const headers = { Accept: "application/json" };
+function call(method, path, json) {
   const key = adminKey.get();
-  if (key) headers.Authorization = `Bearer ${key}`;
-  const init = { method, headers };
-  if (json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(json);
-  }
-  const response = await fetch(BASE + path, init);
-  const text = await response.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
-  if (!response.ok) throw new ApiError(response.status, data, response.headers.get("Retry-After"));
-  return data;
+  return requestJson(BASE + path, { method, json, headers: key ? { Authorization: `Bearer ${key}` } : {} });
 }
 
 // A query string from the values that are set (empty ones are left out).
